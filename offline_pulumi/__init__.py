@@ -1,0 +1,53 @@
+"""An offline, Pulumi-CLI-compatible engine that the unmodified Automation API can drive.
+
+``pulumi_command()`` gives a ``pulumi.automation.PulumiCommand`` whose ``bin/pulumi`` runs
+this engine; pass it as ``LocalWorkspaceOptions(pulumi_command=...)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pulumi.automation import PulumiCommand
+
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+def _shim_text(python: str) -> str:
+    # -s/-E keep a user's site or PYTHON* variables from changing what the engine imports.
+    return (f"#!{python} -sE\n"
+            "import sys\n"
+            f"sys.path.insert(0, {str(_PACKAGE_PARENT)!r})\n"
+            "from offline_pulumi.cli import main\n"
+            "sys.exit(main())\n")
+
+
+def install_root(root: Path | None = None) -> Path:
+    """Write ``<root>/bin/pulumi`` (default: a per-interpreter temp dir) and return root."""
+    text = _shim_text(sys.executable)
+    if root is None:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        root = Path(tempfile.gettempdir()) / f"offline-pulumi-{os.getuid()}-{digest}"
+    executable = root / "bin" / "pulumi"
+    try:
+        current = executable.read_text()
+    except OSError:
+        current = ""
+    if current != text:
+        from offline_pulumi.fileio import write_atomic
+
+        write_atomic(executable, text.encode(), mode=0o755)
+    return root
+
+
+def pulumi_command(root: Path | None = None) -> PulumiCommand:
+    """A ``PulumiCommand`` that runs the offline engine (it never shadows a real pulumi)."""
+    from pulumi.automation import PulumiCommand
+
+    return PulumiCommand(root=str(install_root(root)))

@@ -1,0 +1,39 @@
+"""Checkpoint pieces shared by commands and the deployment engine."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+PROVIDER_PREFIX = "pulumi:providers:"
+HISTORY_TIME = "%Y-%m-%dT%H:%M:%S.000Z"
+
+
+def manifest() -> dict[str, Any]:
+    """A deployment manifest stamped with the engine version."""
+    from offline_pulumi.cli import VERSION
+
+    version = f"v{VERSION}"
+    return {"time": datetime.now(timezone.utc).isoformat(),
+            "magic": hashlib.sha256(version.encode()).hexdigest(), "version": version}
+
+
+def new_deployment(salt: str) -> dict[str, Any]:
+    """The ``latest`` of a stack that was created and never deployed."""
+    return {"manifest": manifest(),
+            "secrets_providers": {"type": "passphrase", "state": {"salt": salt}}}
+
+
+def stack_resource(latest: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The root ``pulumi:pulumi:Stack`` resource of a deployment, if any."""
+    for resource in (latest or {}).get("resources") or []:
+        if resource.get("type") == STACK_TYPE and not resource.get("parent"):
+            return resource  # type: ignore[no-any-return]
+    return None
+
+
+def format_unix(seconds: int | float) -> str:
+    """Unix seconds as the history timestamps the Automation API parses."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime(HISTORY_TIME)
