@@ -1,0 +1,1 @@
+"""Burner stack orchestration: settings, engine choice, program virtualenv and the pipeline."""

@@ -1,0 +1,124 @@
+"""Service settings, read once from ``INFRA_API_*`` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, cast
+
+from infra.errors import SettingsError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROGRAM_DIR = PROJECT_ROOT / "burner-program"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_STATE_DIR = PROJECT_ROOT / ".state"
+DEFAULT_ENGINE = "auto"
+DEFAULT_REQUEST_TIMEOUT = 120.0
+DEFAULT_MAX_INFLIGHT = 8
+DEFAULT_LOG_LEVEL = "INFO"
+
+EngineName = Literal["auto", "cli", "offline"]
+ENGINE_NAMES: tuple[EngineName, ...] = ("auto", "cli", "offline")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to know about its environment."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    state_dir: Path = DEFAULT_STATE_DIR
+    venv_dir: Path = DEFAULT_STATE_DIR / "venvs"
+    pulumi_home: Path = DEFAULT_STATE_DIR / "pulumi-home"
+    engine: EngineName = "auto"
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    max_inflight: int = DEFAULT_MAX_INFLIGHT
+    token: str | None = None
+    log_level: str = DEFAULT_LOG_LEVEL
+    # PULUMI_CONFIG_PASSPHRASE when the operator sets one; otherwise a generated one is kept
+    # in the state directory (see infra.engine.ensure_passphrase).
+    passphrase: str | None = dataclasses.field(default=None, repr=False)
+    program_dir: Path = PROGRAM_DIR
+
+    @property
+    def backend_dir(self) -> Path:
+        """Directory of the ``file://`` state backend."""
+        return self.state_dir / "backend"
+
+    @property
+    def backend_url(self) -> str:
+        """The ``PULUMI_BACKEND_URL`` every workspace uses."""
+        return self.backend_dir.as_uri()
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Build settings from an environment mapping; raise SettingsError on a bad value."""
+        state_dir = _path(environ, "INFRA_API_STATE_DIR", DEFAULT_STATE_DIR)
+        return cls(
+            host=environ.get("INFRA_API_HOST", DEFAULT_HOST) or DEFAULT_HOST,
+            port=_int(environ, "INFRA_API_PORT", DEFAULT_PORT, 1, 65535),
+            state_dir=state_dir,
+            venv_dir=_path(environ, "INFRA_API_VENV_DIR", state_dir / "venvs"),
+            pulumi_home=_path(environ, "INFRA_API_PULUMI_HOME", state_dir / "pulumi-home"),
+            engine=cast(EngineName, _choice(environ, "INFRA_API_ENGINE", DEFAULT_ENGINE, ENGINE_NAMES)),
+            request_timeout=_float(environ, "INFRA_API_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT),
+            max_inflight=_int(environ, "INFRA_API_MAX_INFLIGHT", DEFAULT_MAX_INFLIGHT, 1, 1024),
+            token=environ.get("INFRA_API_TOKEN") or None,
+            log_level=_choice(environ, "INFRA_API_LOG_LEVEL", DEFAULT_LOG_LEVEL, LOG_LEVELS),
+            passphrase=environ.get("PULUMI_CONFIG_PASSPHRASE"),
+        )
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise SettingsError(name, raw, f"an integer from {low} to {high}")
+    return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    # NaN fails this comparison too, which is what we want.
+    if not 0 < value < 86400:
+        raise SettingsError(name, raw, "a number of seconds above 0 and below 86400")
+    return value
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    value = raw.strip()
+    if name == "INFRA_API_LOG_LEVEL":
+        value = value.upper()
+    if value not in choices:
+        raise SettingsError(name, raw, "one of " + ", ".join(choices))
+    return value
+
+
+def _path(environ: Mapping[str, str], name: str, default: Path) -> Path:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    # Accept the backend spelling too, since the state directory *is* a file:// backend root.
+    text = raw.removeprefix("file://")
+    if not text or "\0" in text:
+        raise SettingsError(name, raw, "a directory path or file:// URL")
+    return Path(text).expanduser().resolve()
