@@ -1,0 +1,1 @@
+"""Built-in resource providers of the offline engine (pure Python, no plugins)."""
