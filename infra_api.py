@@ -97,6 +97,7 @@ class IndexResource:
             for kind, params in KINDS.items()
         ]
         endpoints.append({"path": "/healthz", "returns": "liveness", "parameters": {}})
+        endpoints.insert(0, {"path": "/", "returns": "this description", "parameters": {}})
         resp.media = {"service": SERVICE, "description": DESCRIPTION, "endpoints": endpoints}
 
 

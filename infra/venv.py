@@ -72,7 +72,6 @@ def _build(program_dir: Path, venv_root: Path, dest: Path) -> None:
         _run([sys.executable, "-m", "venv", str(tmp)])
         _run([str(python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
               "-r", str(program_dir / "requirements.txt")])
-        _run([str(python), "-c", "import pulumi, pulumi_random"])
         # The rename publishes the venv in one step: readers see all of it or nothing.
         os.rename(tmp, dest)
     except BaseException:

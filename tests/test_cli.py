@@ -1,0 +1,40 @@
+"""``python -m infra.basic`` runs one burner stack from the command line."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from infra.settings import PROJECT_ROOT
+from tests import checks
+from tests.conftest import PYTHON, make_environ
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, **make_environ(tmp_path / "state")}
+    return subprocess.run([PYTHON, "-m", "infra.basic", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_prints_a_uuid(tmp_path):
+    proc = run_cli(tmp_path, "uuid")
+    assert proc.returncode == 0, proc.stderr
+    checks.assert_uuid(proc.stdout.strip())
+
+
+def test_takes_parameters(tmp_path):
+    proc = run_cli(tmp_path, "string", "length=7")
+    assert proc.returncode == 0, proc.stderr
+    checks.assert_string(proc.stdout.strip(), 7)
+
+
+def test_bad_parameter_fails_without_a_stack(tmp_path):
+    proc = run_cli(tmp_path, "id", "bytes=100")
+    assert proc.returncode == 1
+    assert "bytes" in proc.stderr and "1 to 64" in proc.stderr
+    assert not (tmp_path / "state" / "backend").exists()

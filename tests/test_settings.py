@@ -1,0 +1,89 @@
+"""Settings come from INFRA_API_* variables; a bad value names its variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.errors import SettingsError
+from infra.settings import PROJECT_ROOT, Settings
+
+
+def test_defaults_need_no_environment():
+    settings = Settings.from_environ({})
+    assert (settings.host, settings.port, settings.engine) == ("127.0.0.1", 8000, "auto")
+    assert settings.state_dir == PROJECT_ROOT / ".state"
+    assert settings.venv_dir == PROJECT_ROOT / ".state" / "venvs"
+    assert settings.request_timeout == 120.0
+    assert settings.max_inflight == 8
+    assert settings.token is None
+    assert settings.passphrase is None
+
+
+def test_values_are_parsed(tmp_path):
+    settings = Settings.from_environ({
+        "INFRA_API_HOST": "0.0.0.0",
+        "INFRA_API_PORT": "9001",
+        "INFRA_API_STATE_DIR": f"file://{tmp_path}",
+        "INFRA_API_ENGINE": "offline",
+        "INFRA_API_REQUEST_TIMEOUT": "30.5",
+        "INFRA_API_MAX_INFLIGHT": "3",
+        "INFRA_API_TOKEN": "s3cret",
+        "INFRA_API_LOG_LEVEL": "debug",
+        "PULUMI_CONFIG_PASSPHRASE": "pp",
+    })
+    assert (settings.host, settings.port, settings.engine) == ("0.0.0.0", 9001, "offline")
+    assert settings.state_dir == tmp_path
+    assert settings.backend_url == f"file://{tmp_path}/backend"
+    assert settings.venv_dir == tmp_path / "venvs"
+    assert (settings.request_timeout, settings.max_inflight) == (30.5, 3)
+    assert (settings.token, settings.log_level, settings.passphrase) == ("s3cret", "DEBUG", "pp")
+    assert "pp" not in repr(settings)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("INFRA_API_PORT", "eighty"),
+    ("INFRA_API_PORT", "0"),
+    ("INFRA_API_PORT", "70000"),
+    ("INFRA_API_ENGINE", "terraform"),
+    ("INFRA_API_REQUEST_TIMEOUT", "-1"),
+    ("INFRA_API_REQUEST_TIMEOUT", "nan"),
+    ("INFRA_API_REQUEST_TIMEOUT", "soon"),
+    ("INFRA_API_MAX_INFLIGHT", "0"),
+    ("INFRA_API_MAX_INFLIGHT", "1.5"),
+    ("INFRA_API_LOG_LEVEL", "LOUD"),
+    ("INFRA_API_STATE_DIR", "file://"),
+])
+def test_bad_value_names_the_variable(variable, value):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_environ({variable: value})
+    assert info.value.variable == variable
+    assert variable in str(info.value) and repr(value) in str(info.value)
+
+
+def test_cli_engine_without_pulumi_on_path_is_a_startup_error(monkeypatch, tmp_path):
+    from infra.engine import select_engine
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SettingsError, match="INFRA_API_ENGINE"):
+        select_engine(Settings.from_environ({"INFRA_API_ENGINE": "cli"}))
+
+
+def test_auto_engine_without_pulumi_on_path_is_offline(monkeypatch, tmp_path):
+    from infra.engine import select_engine
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert select_engine(Settings.from_environ({})).name == "offline"
+
+
+def test_generated_passphrase_is_private_and_stable(tmp_path):
+    from infra.engine import ensure_passphrase
+
+    settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
+    first = ensure_passphrase(settings)
+    assert len(first) >= 32
+    assert (Path(tmp_path) / "passphrase").stat().st_mode & 0o777 == 0o600
+    assert ensure_passphrase(settings) == first
+    given = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "x"})
+    assert ensure_passphrase(given) == "x"
