@@ -1,0 +1,209 @@
+"""``up``, ``preview``, ``refresh`` and ``destroy``."""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from offline_pulumi import values
+from offline_pulumi.args import Parsed
+from offline_pulumi.backend import StackRef
+from offline_pulumi.context import Context, environment_flags
+from offline_pulumi.crypto import PassphraseManager
+from offline_pulumi.engine.deployment import Deployment
+from offline_pulumi.engine.events import EventStream
+from offline_pulumi.errors import UnsupportedError
+from offline_pulumi.manifest import manifest, stack_resource
+from offline_pulumi.stackconfig import (StackSettings, as_text, decrypt_value, has_secure,
+                                        merged_config)
+
+_UNSUPPORTED_FLAGS = ("target", "t", "exclude", "target-replace", "policy-pack",
+                      "policy-pack-config", "plan", "save-plan", "import-file",
+                      "attach-debugger", "config", "c", "neo", "import-pending-creates",
+                      "exec-agent")
+_HEADERS = {"update": "Updating", "preview": "Previewing update", "refresh": "Refreshing",
+            "destroy": "Destroying"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """Which operation runs, and whether it only previews."""
+
+    kind: str           # update | refresh | destroy
+    dry_run: bool
+
+    @property
+    def header(self) -> str:
+        """The first line of the progress output."""
+        if self.dry_run and self.kind != "update":
+            return f"Previewing {self.kind}"
+        return _HEADERS["preview" if self.dry_run else self.kind]
+
+
+def up(parsed: Parsed) -> int:
+    """Run the program and apply its changes."""
+    return _run(parsed, Operation("update", False))
+
+
+def preview(parsed: Parsed) -> int:
+    """Run the program and report what an update would change."""
+    return _run(parsed, Operation("update", True))
+
+
+def refresh(parsed: Parsed) -> int:
+    """Read every resource back into the state."""
+    return _run(parsed, Operation("refresh", parsed.has("preview-only")))
+
+
+def destroy(parsed: Parsed) -> int:
+    """Delete every resource of the stack."""
+    return _run(parsed, Operation("destroy", parsed.has("preview-only")))
+
+
+def _run(parsed: Parsed, operation: Operation) -> int:
+    for flag in _UNSUPPORTED_FLAGS:
+        if parsed.has(flag):
+            raise UnsupportedError(f"--{flag}")
+    context = Context(parsed)
+    ref = context.stack_ref()
+    context.backend.require(ref)
+    with nullcontext() if operation.dry_run else context.backend.lock(ref):
+        return _Update(context, ref, operation, parsed).run()
+
+
+class _Update:
+    """One operation on a locked stack, from loading state to writing history."""
+
+    def __init__(self, context: Context, ref: StackRef, operation: Operation,
+                 parsed: Parsed) -> None:
+        self.context, self.ref, self.operation, self.parsed = context, ref, operation, parsed
+        self.backend = context.backend
+        self.settings = StackSettings.load(context.project, ref.name)
+        self.latest: dict[str, Any] = self.backend.read_latest(ref) or {}
+        self._manager: PassphraseManager | None = None
+        self.events = EventStream(parsed.value("event-log"))
+        self.started = time.time()
+
+    @property
+    def manager(self) -> PassphraseManager:
+        if self._manager is None:
+            self._manager = self.context.secrets_manager(self.settings, self.latest)
+        return self._manager
+
+    def run(self) -> int:
+        config, secret_keys = self._config()
+        self.events.prelude({k: "[secret]" if k in secret_keys else v
+                             for k, v in config.items()})
+        self.events.say(f"{self.operation.header} ({self.ref.name}):")
+        self._warn_pending()
+        deployment = Deployment(
+            self.ref.name, self.context.project.name, self._old_resources(), self.events,
+            dry_run=self.operation.dry_run, persist=self._persist,
+            force_replace=frozenset(self.parsed.values("replace")),
+            pending=self.latest.get("pending_operations"))
+        error = self._execute(deployment, config, secret_keys)
+        ok = error is None and deployment.failure is None
+        if self.operation.kind == "update":
+            deployment.finish(ok)
+            ok = ok and deployment.failure is None
+        changes = dict(deployment.changes)
+        if ok and self.parsed.has("expect-no-changes") and set(changes) - {"same"}:
+            error = "no changes were expected but changes occurred"
+            ok = False
+        if error:
+            self.events.diagnostic("error", error)
+        outputs = deployment.stack_outputs
+        if outputs is None:
+            outputs = (stack_resource({"resources": deployment.snapshot()}) or {}) \
+                .get("outputs")
+        if not self.operation.dry_run:
+            self._record(deployment, ok, changes)
+        self.events.summary(changes, self.operation.dry_run, ok, outputs)
+        return 0 if ok else 1
+
+    def _config(self) -> tuple[dict[str, str], set[str]]:
+        raw = merged_config(self.context.project, self.settings)
+        secret_keys = {k for k, v in raw.items() if has_secure(v)}
+        crypter = self.manager.crypter if secret_keys else None
+        return {k: as_text(decrypt_value(v, crypter)) for k, v in raw.items()}, secret_keys
+
+    def _old_resources(self) -> list[dict[str, Any]]:
+        resources = self.latest.get("resources") or []
+        if not values.contains_secret(resources):
+            return list(resources)
+        decoded: list[dict[str, Any]] = values.from_state(
+            resources, lambda text: self.manager.crypter.decrypt(text))
+        return decoded
+
+    def _warn_pending(self) -> None:
+        pending = self.latest.get("pending_operations") or []
+        if not pending or self.operation.kind == "refresh":
+            return
+        lines = [f"Attempting to deploy or update resources with {len(pending)} pending "
+                 "operations from previous deployment."]
+        lines += [f"  * {p['resource']['urn']}, interrupted while {p['type']}"
+                  for p in pending]
+        lines.append("These resources are in an unknown state because the Pulumi CLI was "
+                     "interrupted while waiting for changes to these resources to complete. "
+                     "You should confirm whether or not the operations listed completed "
+                     "successfully by checking the state of the appropriate provider. Run "
+                     "`pulumi refresh` to clear these pending operations.")
+        self.events.diagnostic("warning", "\n".join(lines))
+
+    def _execute(self, deployment: Deployment, config: dict[str, str],
+                 secret_keys: set[str]) -> str | None:
+        kind = self.operation.kind
+        if kind == "refresh":
+            deployment.refresh_all(self.parsed.has("clear-pending-creates"))
+            return None
+        if kind == "destroy":
+            deployment.destroy_all()
+            return None
+        from offline_pulumi.engine.runner import run_program
+
+        return run_program(self.context.project, self.ref.name, deployment, self.events,
+                           config, sorted(secret_keys), self.parsed)
+
+    def _persist(self, resources: list[dict[str, Any]],
+                 pending: list[dict[str, Any]]) -> None:
+        latest = {**self.latest, "manifest": manifest(),
+                  "secrets_providers": self.latest.get("secrets_providers") or
+                  {"type": "passphrase", "state": {"salt": self.manager.salt_state}},
+                  "resources": self._encode(resources)}
+        latest.pop("pending_operations", None)
+        if pending:
+            latest["pending_operations"] = [{**p, "resource": self._encode([p["resource"]])[0]}
+                                            for p in pending]
+        self.backend.save_latest(self.ref, latest)
+        self.latest = latest
+
+    def _encode(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not values.contains_secret(resources):
+            return resources
+        encoded: list[dict[str, Any]] = values.to_state(
+            resources, lambda text: self.manager.crypter.encrypt(text))
+        return encoded
+
+    def _record(self, deployment: Deployment, ok: bool, changes: dict[str, int]) -> None:
+        self._persist(deployment.snapshot(), deployment.pending_operations())
+        info = {"kind": self.operation.kind, "startTime": int(self.started),
+                "message": self.parsed.value("message") or self.parsed.value("m") or "",
+                "environment": self._environment(), "config": dict(self.settings.config),
+                "version": 0, "result": "succeeded" if ok else "failed",
+                "endTime": int(time.time()), "resourceChanges": changes}
+        self.backend.add_history(self.ref, info, self.latest)
+
+    def _environment(self) -> dict[str, str]:
+        from offline_pulumi.cli import VERSION
+
+        environment = {"exec.kind": self.parsed.value("exec-kind") or "cli",
+                       "pulumi.version": f"v{VERSION}", "pulumi.os": os.uname().sysname.lower(),
+                       "pulumi.arch": os.uname().machine, "updatePlan": "false"}
+        environment.update({f"pulumi.flag.{k}": "true" if v == ["true"] else "set"
+                            for k, v in self.parsed.flags.items() if k != "event-log"})
+        environment.update(environment_flags())
+        return environment
+

@@ -1,0 +1,1 @@
+"""The deployment engine: runs a program against state and records what changed."""

@@ -1,0 +1,404 @@
+"""Steps of one update: compare what the program registers with the old state, apply, record.
+
+Thread-safe: the SDK registers resources from a thread pool.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from offline_pulumi import values
+from offline_pulumi.backend import now_rfc3339
+from offline_pulumi.engine.events import EventStream
+from offline_pulumi.engine.providers import (MissingProvider, builtin, default_provider_name,
+                                             package_of)
+from offline_pulumi.manifest import PROVIDER_PREFIX, STACK_TYPE
+
+Resource = dict[str, Any]
+
+
+class StepFailed(Exception):
+    """A resource step failed; the message was reported as an error diagnostic."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One RegisterResource request, decoded."""
+
+    type: str
+    name: str
+    custom: bool
+    parent: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    provider: str = ""
+    version: str = ""
+    protect: bool = False
+    retain_on_delete: bool = False
+    delete_before_replace: bool = False
+    dependencies: tuple[str, ...] = ()
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    ignore_changes: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
+    additional_secret_outputs: tuple[str, ...] = ()
+    alias_urns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What the monitor answers: the URN, ID and outputs (in-memory form)."""
+
+    urn: str
+    id: str
+    outputs: dict[str, Any]
+
+
+def is_default_provider(resource: Resource) -> bool:
+    """Whether a resource is a default provider the engine made itself."""
+    return resource["type"].startswith(PROVIDER_PREFIX) and \
+        resource["urn"].rsplit("::", 1)[-1].startswith("default")
+
+
+class Deployment:
+    """The state of one update while the program runs, and its bookkeeping."""
+
+    def __init__(self, stack: str, project: str, old: list[Resource], events: EventStream,
+                 dry_run: bool, persist: Callable[[list[Resource], list[dict[str, Any]]], None]
+                 | None = None, force_replace: frozenset[str] = frozenset(),
+                 pending: list[dict[str, Any]] | None = None) -> None:
+        self.stack, self.project = stack, project
+        self.events, self.dry_run, self.persist = events, dry_run, persist
+        self.force_replace = force_replace
+        self.old: dict[str, Resource] = {}
+        self.doomed: list[Resource] = []   # replaced originals, deleted at the end
+        for resource in old:
+            (self.doomed.append(resource) if resource.get("delete")
+             else self.old.__setitem__(resource["urn"], resource))
+        self.new: dict[str, Resource] = {}
+        self.in_flight: dict[str, dict[str, Any]] = {}
+        self.carried_pending = [p for p in pending or [] if p.get("type") == "creating"]
+        self.changes: Counter[str] = Counter()
+        self.stack_outputs: dict[str, Any] | None = None
+        self.failure: str | None = None
+        self._lock = threading.RLock()
+
+    # -- URNs --------------------------------------------------------------------------
+    def urn(self, type_token: str, name: str, parent: str) -> str:
+        """The URN the real engine gives a resource (children of components nest types)."""
+        qualified = type_token
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != STACK_TYPE:
+                qualified = f"{parent_type}${type_token}"
+        return f"urn:pulumi:{self.stack}::{self.project}::{qualified}::{name}"
+
+    # -- registration ------------------------------------------------------------------
+    def register(self, request: Registration) -> Registered:
+        """Run the step for one resource; raise StepFailed after reporting a failure."""
+        urn = self.urn(request.type, request.name, request.parent)
+        with self._lock:
+            if self.failure:
+                raise StepFailed(self.failure)
+            if urn in self.new:
+                return self._fail(urn, request.type, f"Duplicate resource URN '{urn}'; try "
+                                  "giving it a unique name")
+            old = self._find_old(urn, request.alias_urns)
+        if request.custom:
+            return self._register_custom(urn, request, old)
+        return self._register_component(urn, request, old)
+
+    def _find_old(self, urn: str, aliases: tuple[str, ...]) -> Resource | None:
+        for candidate in (urn, *aliases):
+            if candidate in self.old:
+                return self.old[candidate]
+        return None
+
+    def _register_component(self, urn: str, request: Registration,
+                            old: Resource | None) -> Registered:
+        new = self._state(urn, request, "", {}, old)
+        if request.type == STACK_TYPE and old is not None:
+            new["outputs"] = old.get("outputs", {})
+        op = "create" if old is None else ("same" if old.get("inputs", {}) == request.inputs
+                                           else "update")
+        self._run_step(op, old, new, counted=True, outputs_event=False)
+        return Registered(urn, "", new["outputs"])
+
+    def _register_custom(self, urn: str, request: Registration,
+                         old: Resource | None) -> Registered:
+        if request.type.startswith(PROVIDER_PREFIX):
+            return self._register_provider(urn, request, old)
+        try:
+            provider_ref = self._provider_ref(request)
+            impl = builtin(package_of(request.type), f"resource '{request.name}' of type "
+                                                      f"'{request.type}'")
+            checked = impl.check(request.type, values.plain(request.inputs))
+        except MissingProvider as exc:
+            return self._fail(urn, request.type, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a provider's check rejects the inputs
+            return self._fail(urn, request.type, f"{request.type} resource '{request.name}' "
+                                                 f"has a problem: {exc}")
+        op = self._plan(urn, request, old, impl, checked)
+        secret_keys = {k for k, v in request.inputs.items() if values.contains_secret(v)}
+        secret_keys |= set(impl.secret_outputs(request.type)) | set(
+            request.additional_secret_outputs)
+        if op == "same":
+            assert old is not None
+            new = self._state(urn, request, old.get("id", ""), old.get("outputs", {}), old,
+                              provider_ref)
+            self._run_step("same", old, new, counted=True)
+            return Registered(urn, new["id"], new["outputs"])
+        if self.dry_run:
+            new = self._state(urn, request, "", request.inputs, old, provider_ref)
+            self._run_step(op, old, new, counted=True)
+            return Registered(urn, "", request.inputs)
+
+        def create() -> tuple[str, dict[str, Any]]:
+            resource_id, outputs = impl.create(request.type, checked)
+            return resource_id, {k: values.secret(v) if k in secret_keys else v
+                                 for k, v in outputs.items()}
+
+        try:
+            new = self._apply(urn, request, old, op, create, provider_ref)
+        except Exception as exc:  # noqa: BLE001 - a provider's create failed
+            return self._fail(urn, request.type, f"creating {request.type} resource "
+                                                 f"'{request.name}' failed: {exc}")
+        return Registered(urn, new["id"], new["outputs"])
+
+    def _plan(self, urn: str, request: Registration, old: Resource | None, impl: Any,
+              checked: dict[str, Any]) -> str:
+        if old is None:
+            return "create"
+        if urn in self.force_replace:
+            return "replace"
+        olds = values.plain(old.get("inputs", {}))
+        news = dict(checked)
+        for key in request.ignore_changes:
+            if key in olds:
+                news[key] = olds[key]
+            else:
+                news.pop(key, None)
+        diff = impl.diff(request.type, olds, news)
+        if not diff.changed:
+            return "same"
+        # The built-in providers have no updatable inputs: every change replaces.
+        return "replace"
+
+    def _apply(self, urn: str, request: Registration, old: Resource | None, op: str,
+               create: Callable[[], tuple[str, dict[str, Any]]], provider_ref: str) -> Resource:
+        """Create (or replace) a custom resource, recording the operation while it runs."""
+        draft = self._state(urn, request, "", request.inputs, old, provider_ref)
+        if op == "replace" and old is not None and request.delete_before_replace:
+            self._delete(old, op="delete-replaced", counted=False)
+        started = time.monotonic()
+        first_op = "create-replacement" if op == "replace" else "create"
+        self.events.step_pre(self._metadata(first_op, old, draft))
+        self._begin(urn, draft, "creating")
+        resource_id, outputs = create()
+        new = {**draft, "id": resource_id, "outputs": outputs}
+        with self._lock:
+            self.in_flight.pop(urn, None)
+            self.new[urn] = new
+            if op == "replace" and old is not None and not request.delete_before_replace:
+                doomed = dict(old)
+                doomed["delete"] = True
+                self.doomed.append(doomed)
+            self.old.pop(urn, None) if op != "same" else None
+            self.changes[op] += 1
+            self._save()
+        self.events.step_done(self._metadata(first_op, old, new), time.monotonic() - started)
+        if op == "replace":
+            self.events.step_pre(self._metadata("replace", old, new), quiet=True)
+            self.events.step_done(self._metadata("replace", old, new), 0, quiet=True)
+        return new
+
+    def _register_provider(self, urn: str, request: Registration,
+                           old: Resource | None) -> Registered:
+        package = package_of(request.type)
+        try:
+            builtin(package, f"provider '{request.name}'")
+        except MissingProvider as exc:
+            return self._fail(urn, request.type, str(exc))
+        same = old is not None and values.plain(old.get("inputs", {})) == \
+            values.plain(request.inputs)
+        provider_id = old.get("id", "") if (same and old) else \
+            ("" if self.dry_run else str(uuid.uuid4()))
+        new = self._state(urn, request, provider_id, request.inputs, old)
+        op = "same" if same else ("create" if old is None else "replace")
+        counted = not is_default_provider(new)
+        self._run_step(op, old, new, counted=counted, quiet=not counted)
+        return Registered(urn, provider_id, new["outputs"])
+
+    def _provider_ref(self, request: Registration) -> str:
+        """The ``<urn>::<id>`` of the resource's provider, making the default one if needed."""
+        if request.provider:
+            provider_urn = request.provider.rsplit("::", 1)[0]
+            package = package_of(provider_urn.split("::")[2].split("$")[-1])
+            if package != package_of(request.type):
+                raise MissingProvider(f"provider {provider_urn} cannot manage {request.type}")
+            return request.provider
+        package = package_of(request.type)
+        builtin(package, f"resource '{request.name}' of type '{request.type}'")
+        name = default_provider_name(request.version)
+        urn = f"urn:pulumi:{self.stack}::{self.project}::{PROVIDER_PREFIX}{package}::{name}"
+        with self._lock:
+            existing = self.new.get(urn)
+            if existing is None:
+                inputs = {"version": request.version} if request.version else {}
+                registered = self._register_provider(
+                    urn, Registration(type=f"{PROVIDER_PREFIX}{package}", name=name,
+                                      custom=True, inputs=inputs), self.old.get(urn))
+                return f"{urn}::{registered.id}"
+            return f"{urn}::{existing.get('id', '')}"
+
+    # -- step mechanics ----------------------------------------------------------------
+    def _state(self, urn: str, request: Registration, resource_id: str,
+               outputs: dict[str, Any], old: Resource | None, provider: str = "") -> Resource:
+        stamp = now_rfc3339()
+        state: Resource = {"urn": urn, "custom": request.custom, "type": request.type,
+                           "inputs": request.inputs, "outputs": outputs}
+        if request.custom:
+            state["id"] = resource_id
+        optional = {"parent": request.parent, "provider": provider,
+                    "protect": request.protect, "retainOnDelete": request.retain_on_delete,
+                    "dependencies": list(request.dependencies),
+                    "propertyDependencies": request.property_dependencies,
+                    "additionalSecretOutputs": list(request.additional_secret_outputs)}
+        state.update({k: v for k, v in optional.items() if v})
+        state["created"] = (old or {}).get("created", stamp)
+        state["modified"] = stamp if old is None or old.get("inputs") != request.inputs \
+            else old.get("modified", stamp)
+        return state
+
+    def _run_step(self, op: str, old: Resource | None, new: Resource, counted: bool,
+                  outputs_event: bool = True, quiet: bool = False) -> None:
+        started = time.monotonic()
+        metadata = self._metadata(op, old, new)
+        self.events.step_pre(metadata, quiet=quiet)
+        with self._lock:
+            self.new[new["urn"]] = new
+            if counted:
+                self.changes[op] += 1
+            if op == "replace" and old is not None:
+                self.doomed.append({**old, "delete": True})
+            self.old.pop(new["urn"], None)
+            if op != "same":
+                self._save()
+        if outputs_event or op != "same":
+            self.events.step_done(metadata, time.monotonic() - started, quiet=quiet)
+
+    def _begin(self, urn: str, draft: Resource, kind: str) -> None:
+        with self._lock:
+            self.in_flight[urn] = {"resource": draft, "type": kind}
+            self._save()
+
+    def _fail(self, urn: str, type_token: str, message: str) -> Registered:
+        with self._lock:
+            self.failure = self.failure or message
+        self.events.diagnostic("error", message, urn=urn)
+        self.events.step_failed({"op": "create", "urn": urn, "type": type_token,
+                                 "old": None, "new": None, "provider": ""})
+        raise StepFailed(message)
+
+    def _metadata(self, op: str, old: Resource | None, new: Resource | None) -> dict[str, Any]:
+        subject = new or old or {}
+        return {"op": op, "urn": subject.get("urn", ""), "type": subject.get("type", ""),
+                "old": _step_state(old), "new": _step_state(new), "detailedDiff": None,
+                "provider": subject.get("provider", "")}
+
+    def _save(self) -> None:
+        if self.persist is not None and not self.dry_run:
+            self.persist(self.snapshot(), self.pending_operations())
+
+    # -- outputs and the end of the update ---------------------------------------------
+    def register_outputs(self, urn: str, outputs: dict[str, Any]) -> None:
+        """Record a component's outputs (the root stack's are the stack outputs)."""
+        with self._lock:
+            resource = self.new.get(urn)
+            if resource is None:
+                return
+            resource["outputs"] = outputs
+            if resource["type"] == STACK_TYPE:
+                self.stack_outputs = outputs
+            self._save()
+        self.events.step_done(self._metadata("same" if urn in self.old else "create",
+                                             None, resource), 0, quiet=True)
+
+    def finish(self, succeeded: bool) -> None:
+        """After a successful program: delete what it no longer declares, and originals."""
+        if not succeeded:
+            return
+        in_use = {r.get("provider", "").rsplit("::", 1)[0] for r in self.new.values()}
+        leftovers = [r for r in self.old.values() if not is_default_provider(r)]
+        for resource in reversed(leftovers):
+            self._delete(resource, op="delete", counted=True)
+        for resource in list(self.doomed):
+            self._delete(resource, op="delete-replaced", counted=False)
+        for resource in list(self.old.values()):
+            if is_default_provider(resource) and resource["urn"] not in in_use:
+                self._delete(resource, op="delete", counted=False)
+
+    def destroy_all(self) -> None:
+        """Delete every resource, dependents first."""
+        for resource in reversed([*self.doomed, *self.old.values()]):
+            self._delete(resource, op="delete", counted=not is_default_provider(resource)
+                         and not resource.get("delete"))
+
+    def refresh_all(self, clear_pending_creates: bool) -> None:
+        """Read every resource back; the built-in providers' reads change nothing."""
+        for resource in [*self.old.values(), *self.doomed]:
+            metadata = self._metadata("refresh", resource, resource)
+            quiet = is_default_provider(resource)
+            self.events.step_pre(metadata, quiet=True)
+            self.events.step_done({**metadata, "op": "same"}, 0, quiet=True)
+            if not quiet and not resource.get("delete"):
+                self.changes["same"] += 1
+        if clear_pending_creates:
+            self.carried_pending = []
+
+    def _delete(self, resource: Resource, op: str, counted: bool) -> None:
+        if resource.get("protect") and not resource.get("delete"):
+            message = (f"unable to delete resource \"{resource['urn']}\"\nas it is currently "
+                       "marked for protection. To unprotect the resource, remove the "
+                       "`protect` flag from the resource in your Pulumi program and run "
+                       "`pulumi up`")
+            self.events.diagnostic("error", message, urn=resource["urn"])
+            self.failure = self.failure or message
+            return
+        started = time.monotonic()
+        metadata = self._metadata(op, resource, None)
+        self.events.step_pre(metadata, quiet=not counted)
+        with self._lock:
+            if not self.dry_run:
+                self.old.pop(resource["urn"], None) if not resource.get("delete") else None
+                if resource in self.doomed:
+                    self.doomed.remove(resource)
+            if counted:
+                self.changes["delete"] += 1
+            self._save()
+        self.events.step_done(metadata, time.monotonic() - started, quiet=not counted)
+
+    def snapshot(self) -> list[Resource]:
+        """Resources as they stand now: new ones, then originals awaiting deletion and the rest."""
+        with self._lock:
+            return [*self.new.values(), *self.doomed,
+                    *(r for urn, r in self.old.items() if urn not in self.new)]
+
+    def pending_operations(self) -> list[dict[str, Any]]:
+        """Operations in flight, plus interrupted creates carried over from before."""
+        with self._lock:
+            return [*self.carried_pending, *self.in_flight.values()]
+
+
+def _step_state(resource: Resource | None) -> dict[str, Any] | None:
+    if resource is None:
+        return None
+    return {"type": resource["type"], "urn": resource["urn"],
+            "custom": resource.get("custom", False), "delete": resource.get("delete", False),
+            "id": resource.get("id", ""), "parent": resource.get("parent", ""),
+            "protect": resource.get("protect", False), "inputs": resource.get("inputs", {}),
+            "outputs": resource.get("outputs", {}), "provider": resource.get("provider", "")}

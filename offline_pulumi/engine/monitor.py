@@ -1,0 +1,131 @@
+"""The gRPC ResourceMonitor and Engine services a Pulumi program talks to."""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2, json_format, struct_pb2
+from pulumi.runtime.proto import (engine_pb2, engine_pb2_grpc, resource_pb2,
+                                  resource_pb2_grpc)
+
+from offline_pulumi import values
+from offline_pulumi.engine.deployment import Deployment, Registration, StepFailed
+from offline_pulumi.engine.events import EventStream
+
+_SEVERITIES = {0: "debug", 1: "info", 2: "warning", 3: "error"}
+_FEATURES = {"secrets": resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
+             "resourceReferences":
+             resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES}
+# After a failed step the program sees the monitor go away, as with the real engine.
+MONITOR_GONE = "Resource monitor has terminated, shutting down"
+
+
+def to_python(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as plain JSON values (integral numbers as ints)."""
+    result: dict[str, Any] = values.normalise(json_format.MessageToDict(struct))
+    return result
+
+
+def to_struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    """Plain JSON values as a Struct."""
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct
+
+
+class ResourceMonitor(resource_pb2_grpc.ResourceMonitorServicer):
+    """Turns RegisterResource calls into deployment steps."""
+
+    def __init__(self, deployment: Deployment, info: resource_pb2.DeploymentInfo) -> None:
+        self.deployment = deployment
+        self.info = info
+
+    def GetDeploymentInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return self.info
+
+    def SupportsFeature(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return resource_pb2.SupportsFeatureResponse(hasSupport=request.id in _FEATURES)
+
+    def RegisterResource(self, request: Any, context: Any) -> Any:  # noqa: N802
+        registration = Registration(
+            type=request.type, name=request.name, custom=request.custom,
+            parent=request.parent, inputs=to_python(request.object),
+            provider=request.provider, version=request.version, protect=request.protect,
+            retain_on_delete=request.retainOnDelete,
+            delete_before_replace=request.deleteBeforeReplace,
+            dependencies=tuple(request.dependencies),
+            property_dependencies={k: list(v.urns)
+                                   for k, v in request.propertyDependencies.items()},
+            ignore_changes=tuple(request.ignoreChanges),
+            replace_on_changes=tuple(request.replaceOnChanges),
+            additional_secret_outputs=tuple(request.additionalSecretOutputs),
+            alias_urns=tuple(request.aliasURNs))
+        try:
+            result = self.deployment.register(registration)
+        except StepFailed:
+            context.abort(grpc.StatusCode.UNAVAILABLE, MONITOR_GONE)
+        return resource_pb2.RegisterResourceResponse(
+            urn=result.urn, id=result.id, object=to_struct(result.outputs))
+
+    def RegisterResourceOutputs(self, request: Any, context: Any) -> Any:  # noqa: N802
+        self.deployment.register_outputs(request.urn, to_python(request.outputs))
+        return empty_pb2.Empty()
+
+    def SignalAndWaitForShutdown(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return empty_pb2.Empty()
+
+    def Invoke(self, request: Any, context: Any) -> Any:  # noqa: N802
+        context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                      f"function '{request.tok}' is not available in the offline engine")
+
+    def ReadResource(self, request: Any, context: Any) -> Any:  # noqa: N802
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "reading existing resources "
+                      f"('{request.type}' '{request.name}') is not supported offline")
+
+    def Call(self, request: Any, context: Any) -> Any:  # noqa: N802
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "component method calls are not "
+                      "supported by the offline engine")
+
+
+class Engine(engine_pb2_grpc.EngineServicer):
+    """Receives the program's log messages."""
+
+    def __init__(self, events: EventStream, deployment: Deployment) -> None:
+        self.events = events
+        self.deployment = deployment
+        self._root = ""
+        self._lock = threading.Lock()
+
+    def Log(self, request: Any, context: Any) -> Any:  # noqa: N802
+        severity = _SEVERITIES.get(request.severity, "info")
+        if not (self.deployment.failure and MONITOR_GONE in request.message):
+            self.events.diagnostic(severity, request.message, urn=request.urn,
+                                   ephemeral=request.ephemeral)
+        return empty_pb2.Empty()
+
+    def GetRootResource(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return engine_pb2.GetRootResourceResponse(urn=self._root)
+
+    def SetRootResource(self, request: Any, context: Any) -> Any:  # noqa: N802
+        with self._lock:
+            self._root = request.urn
+        return engine_pb2.SetRootResourceResponse()
+
+    def RequirePulumiVersion(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return engine_pb2.RequirePulumiVersionResponse()
+
+
+def serve(deployment: Deployment, events: EventStream,
+          info: resource_pb2.DeploymentInfo, workers: int) -> tuple[grpc.Server, str]:
+    """Start both services on one loopback port; return the server and its address."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                         options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
+    resource_pb2_grpc.add_ResourceMonitorServicer_to_server(
+        ResourceMonitor(deployment, info), server)
+    engine_pb2_grpc.add_EngineServicer_to_server(Engine(events, deployment), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"

@@ -1,0 +1,102 @@
+"""Runs a Pulumi Python program for the offline engine (the CLI's exec script, re-written).
+
+Executed by the program's own interpreter, so it imports nothing from ``offline_pulumi``.
+"""
+
+import argparse
+import asyncio
+import inspect
+import logging
+import os
+import runpy
+import sys
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+# Exit code telling the engine the error was already reported (the real language host's rule).
+BAIL = 32
+
+
+def parse_args(argv):
+    """The arguments the language host passes, in the real CLI's names."""
+    parser = argparse.ArgumentParser()
+    for name in ("monitor", "engine", "project", "root_directory", "stack", "pwd", "dry_run",
+                 "tracing", "organization"):
+        parser.add_argument(f"--{name}", default="")
+    parser.add_argument("--parallel", required=True)
+    parser.add_argument("PROGRAM")
+    parser.add_argument("ARGS", nargs=argparse.REMAINDER)
+    return parser.parse_args(argv)
+
+
+def configure(args):
+    """Hand config and the engine addresses to the Pulumi runtime."""
+    import pulumi.runtime
+    from pulumi.runtime import config as runtime_config
+
+    pulumi.runtime.set_all_config(runtime_config.get_config_env(),
+                                  runtime_config.get_config_secret_keys_env())
+    settings = dict(monitor=args.monitor, engine=args.engine or None, project=args.project,
+                    stack=args.stack, parallel=int(args.parallel),
+                    dry_run=args.dry_run == "true", organization=args.organization,
+                    root_directory=args.root_directory or None)
+    accepted = inspect.signature(pulumi.runtime.Settings).parameters
+    pulumi.runtime.configure(pulumi.runtime.Settings(
+        **{k: v for k, v in settings.items() if k in accepted}))
+
+
+def user_frames(exc):
+    """The traceback without the frames of this script and the Pulumi runtime."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    kept = [f for f in frames if os.sep + "pulumi" + os.sep not in f.filename
+            and f.filename != __file__ and "<frozen runpy>" not in f.filename
+            and not f.filename.endswith("runpy.py")]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(kept or frames),
+             *traceback.format_exception_only(type(exc), exc)]
+    return "".join(lines).rstrip("\n")
+
+
+def main(argv):
+    """Run the program and return the exit code the engine expects."""
+    # Python put this script's directory first on sys.path; the program must not see it.
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        sys.path.pop(0)
+    try:
+        import pulumi
+    except ImportError:
+        sys.stderr.write("It looks like the Pulumi SDK has not been installed. Have you run "
+                         "pip install pulumi in the program's virtualenv?\n")
+        return 1
+    args = parse_args(argv)
+    configure(args)
+    program = args.PROGRAM
+    sys.argv = [program, *args.ARGS]
+    os.chdir(args.pwd or os.getcwd())
+    if os.path.isdir(program) and not os.path.exists(os.path.join(program, "__main__.py")):
+        pulumi.log.error("unable to find main python program `__main__.py` in "
+                         f"`{os.path.abspath(program)}`")
+        return BAIL
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=max(int(args.parallel), 1) * 4))
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    from pulumi.runtime import stack
+
+    try:
+        loop.run_until_complete(stack.run_in_stack(
+            lambda: runpy.run_path(program, run_name="__main__")))
+        return 0
+    except pulumi.RunError as exc:
+        if "Resource monitor has terminated" not in str(exc):
+            pulumi.log.error(str(exc))
+        return 1
+    except Exception as exc:  # noqa: BLE001 - every program failure is reported the same way
+        pulumi.log.error("Program failed with an unhandled exception:\n" + user_frames(exc))
+        return BAIL
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
