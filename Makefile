@@ -18,7 +18,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy infra infra_api.py gunicorn.conf.py tests
+	$(BIN)/mypy infra offline_pulumi infra_api.py gunicorn.conf.py tests
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest

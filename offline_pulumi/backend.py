@@ -12,13 +12,18 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from offline_pulumi.errors import (CLIError, StackAlreadyExists, StackLocked, StackNotFound,
-                                   UnsupportedError)
+from offline_pulumi.errors import (
+    CLIError,
+    StackAlreadyExists,
+    StackLocked,
+    StackNotFound,
+    UnsupportedError,
+)
 from offline_pulumi.fileio import write_atomic, write_json_atomic
 from offline_pulumi.project import pulumi_home
 
@@ -66,10 +71,7 @@ def resolve_backend_url(project_url: str | None, cwd: Path) -> tuple[str, Path]:
     if not url.startswith("file://"):
         raise UnsupportedError(f"the backend '{urlsplit(url).scheme}://'")
     raw = url[len("file://"):].split("?", 1)[0]
-    if raw == "~" or raw.startswith("~/"):
-        path = Path.home() / raw[2:]
-    else:
-        path = cwd / raw
+    path = Path.home() / raw[2:] if raw == "~" or raw.startswith("~/") else cwd / raw
     return url, path.resolve()
 
 
@@ -84,7 +86,7 @@ def _logged_in_url() -> str | None:
 
 def now_rfc3339() -> str:
     """The current UTC time with nanosecond-style precision, as Go writes it."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class FileBackend:

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return 8
     except BrokenPipeError:
         return 1
-    except Exception as exc:  # noqa: BLE001 - the CLI's one error boundary
+    except Exception as exc:  # the CLI's one error boundary
         print(f"error: internal error in the offline engine: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         if _debug():

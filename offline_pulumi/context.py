@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_pulumi.args import Parsed
-from offline_pulumi.backend import ORG, FileBackend, StackRef, parse_stack_ref, \
-    resolve_backend_url
+from offline_pulumi.backend import ORG, FileBackend, StackRef, parse_stack_ref, resolve_backend_url
 from offline_pulumi.crypto import PassphraseManager
 from offline_pulumi.errors import CLIError, UnsupportedError
 from offline_pulumi.fileio import write_json_atomic
@@ -98,4 +97,4 @@ def environment_flags() -> dict[str, str]:
             if k.startswith("PULUMI_") and k not in ("PULUMI_HOME",)}
 
 
-__all__ = ["Context", "ORG", "environment_flags"]
+__all__ = ["ORG", "Context", "environment_flags"]

@@ -3,6 +3,8 @@
 Executed by the program's own interpreter, so it imports nothing from ``offline_pulumi``.
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import inspect
@@ -17,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 BAIL = 32
 
 
-def parse_args(argv):
+def parse_args(argv: list[str]) -> argparse.Namespace:
     """The arguments the language host passes, in the real CLI's names."""
     parser = argparse.ArgumentParser()
     for name in ("monitor", "engine", "project", "root_directory", "stack", "pwd", "dry_run",
@@ -29,7 +31,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def configure(args):
+def configure(args: argparse.Namespace) -> None:
     """Hand config and the engine addresses to the Pulumi runtime."""
     import pulumi.runtime
     from pulumi.runtime import config as runtime_config
@@ -45,7 +47,7 @@ def configure(args):
         **{k: v for k, v in settings.items() if k in accepted}))
 
 
-def user_frames(exc):
+def user_frames(exc: BaseException) -> str:
     """The traceback without the frames of this script and the Pulumi runtime."""
     frames = traceback.extract_tb(exc.__traceback__)
     kept = [f for f in frames if os.sep + "pulumi" + os.sep not in f.filename
@@ -56,7 +58,12 @@ def user_frames(exc):
     return "".join(lines).rstrip("\n")
 
 
-def main(argv):
+def run_main(program: str) -> None:
+    """Execute the program's entry point as ``__main__``."""
+    runpy.run_path(program, run_name="__main__")
+
+
+def main(argv: list[str]) -> int:
     """Run the program and return the exit code the engine expects."""
     # Python put this script's directory first on sys.path; the program must not see it.
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
@@ -83,14 +90,13 @@ def main(argv):
     from pulumi.runtime import stack
 
     try:
-        loop.run_until_complete(stack.run_in_stack(
-            lambda: runpy.run_path(program, run_name="__main__")))
+        loop.run_until_complete(stack.run_in_stack(lambda: run_main(program)))
         return 0
     except pulumi.RunError as exc:
         if "Resource monitor has terminated" not in str(exc):
             pulumi.log.error(str(exc))
         return 1
-    except Exception as exc:  # noqa: BLE001 - every program failure is reported the same way
+    except Exception as exc:  # every program failure is reported the same way
         pulumi.log.error("Program failed with an unhandled exception:\n" + user_frames(exc))
         return BAIL
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -16,7 +16,7 @@ def manifest() -> dict[str, Any]:
     from offline_pulumi.cli import VERSION
 
     version = f"v{VERSION}"
-    return {"time": datetime.now(timezone.utc).isoformat(),
+    return {"time": datetime.now(UTC).isoformat(),
             "magic": hashlib.sha256(version.encode()).hexdigest(), "version": version}
 
 
@@ -30,10 +30,10 @@ def stack_resource(latest: dict[str, Any] | None) -> dict[str, Any] | None:
     """The root ``pulumi:pulumi:Stack`` resource of a deployment, if any."""
     for resource in (latest or {}).get("resources") or []:
         if resource.get("type") == STACK_TYPE and not resource.get("parent"):
-            return resource  # type: ignore[no-any-return]
+            return resource
     return None
 
 
 def format_unix(seconds: int | float) -> str:
     """Unix seconds as the history timestamps the Automation API parses."""
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime(HISTORY_TIME)
+    return datetime.fromtimestamp(seconds, UTC).strftime(HISTORY_TIME)

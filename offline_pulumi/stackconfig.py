@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_pulumi.crypto import Crypter
-from offline_pulumi.errors import CLIError, EXIT_CONFIG_ERROR
+from offline_pulumi.errors import EXIT_CONFIG_ERROR, CLIError
 from offline_pulumi.fileio import write_atomic
 from offline_pulumi.project import Project, load_yaml
 
@@ -79,7 +79,7 @@ class StackSettings:
         config = self.data.get("config")
         if config is None:
             config = self.data["config"] = {}
-        return config  # type: ignore[no-any-return]
+        return config
 
 
 def is_secure(value: Any) -> bool:
@@ -138,7 +138,7 @@ def set_path(config: dict[str, Any], key: str, value: Any, path: bool) -> None:
         config[top] = value
         return
     container: Any = config.setdefault(top, {} if isinstance(segments[0], str) else [])
-    for segment, following in zip(segments, [*segments[1:], None]):
+    for segment, following in zip(segments, [*segments[1:], None], strict=True):
         empty: Any = {} if isinstance(following, str) else []
         if following is None:
             _put(container, segment, value)

@@ -9,9 +9,17 @@ from typing import Any
 from offline_pulumi.args import Parsed
 from offline_pulumi.context import Context
 from offline_pulumi.crypto import Crypter
-from offline_pulumi.errors import CLIError, EXIT_CONFIG_ERROR, UnsupportedError
-from offline_pulumi.stackconfig import (StackSettings, decrypt_value, full_key, get_path,
-                                        has_secure, merged_config, remove_path, set_path)
+from offline_pulumi.errors import EXIT_CONFIG_ERROR, CLIError, UnsupportedError
+from offline_pulumi.stackconfig import (
+    StackSettings,
+    decrypt_value,
+    full_key,
+    get_path,
+    has_secure,
+    merged_config,
+    remove_path,
+    set_path,
+)
 
 
 class _Stack:

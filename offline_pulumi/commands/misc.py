@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 from offline_pulumi.args import Parsed
@@ -26,10 +27,8 @@ def whoami(parsed: Parsed) -> None:
     from offline_pulumi.backend import resolve_backend_url
 
     project_url = None
-    try:
+    with suppress(CLIError):  # whoami works outside a project
         project_url = context.project.backend_url
-    except CLIError:
-        pass  # whoami works outside a project
     url, _ = resolve_backend_url(project_url, context.cwd)
     user = getpass.getuser()
     if parsed.has("json") or parsed.has("j"):
@@ -67,7 +66,7 @@ def plugin_ls(parsed: Parsed) -> None:
 
 def plugin_install(parsed: Parsed) -> None:
     """Succeed for built-in plugins; explain that nothing can be downloaded otherwise."""
-    kind, name = (parsed.positionals + ["", ""])[:2]
+    kind, name = [*parsed.positionals, "", ""][:2]
     builtin = _builtin_plugins()
     if kind == "resource" and name in builtin:
         print(f"[resource plugin {name}-{builtin[name]}] is built into the offline "

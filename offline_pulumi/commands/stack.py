@@ -13,8 +13,13 @@ from offline_pulumi.backend import StackRef
 from offline_pulumi.context import Context
 from offline_pulumi.errors import CLIError, StackNotFound, UnsupportedError
 from offline_pulumi.fileio import dump_json, write_json_atomic
-from offline_pulumi.manifest import (PROVIDER_PREFIX, STACK_TYPE, format_unix, new_deployment,
-                                     stack_resource)
+from offline_pulumi.manifest import (
+    PROVIDER_PREFIX,
+    STACK_TYPE,
+    format_unix,
+    new_deployment,
+    stack_resource,
+)
 from offline_pulumi.stackconfig import StackSettings, decrypt_value, is_secure
 
 DEFAULT_HISTORY_PAGE = 10
@@ -155,7 +160,7 @@ def output(parsed: Parsed) -> None:
     if as_json:
         print(json.dumps(dict(sorted(outputs.items())), indent=2))
         return
-    print("Current stack outputs (%d):" % len(outputs))
+    print(f"Current stack outputs ({len(outputs)}):")
     for key in sorted(outputs):
         value = outputs[key]
         print(f"    {key}  {value if isinstance(value, str) else json.dumps(value)}")

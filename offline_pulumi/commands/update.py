@@ -17,8 +17,13 @@ from offline_pulumi.engine.deployment import Deployment
 from offline_pulumi.engine.events import EventStream
 from offline_pulumi.errors import UnsupportedError
 from offline_pulumi.manifest import manifest, stack_resource
-from offline_pulumi.stackconfig import (StackSettings, as_text, decrypt_value, has_secure,
-                                        merged_config)
+from offline_pulumi.stackconfig import (
+    StackSettings,
+    as_text,
+    decrypt_value,
+    has_secure,
+    merged_config,
+)
 
 _UNSUPPORTED_FLAGS = ("target", "t", "exclude", "target-replace", "policy-pack",
                       "policy-pack-config", "plan", "save-plan", "import-file",

@@ -16,8 +16,12 @@ from typing import Any
 from offline_pulumi import values
 from offline_pulumi.backend import now_rfc3339
 from offline_pulumi.engine.events import EventStream
-from offline_pulumi.engine.providers import (MissingProvider, builtin, default_provider_name,
-                                             package_of)
+from offline_pulumi.engine.providers import (
+    MissingProvider,
+    builtin,
+    default_provider_name,
+    package_of,
+)
 from offline_pulumi.manifest import PROVIDER_PREFIX, STACK_TYPE
 
 Resource = dict[str, Any]
@@ -139,7 +143,7 @@ class Deployment:
             checked = impl.check(request.type, values.plain(request.inputs))
         except MissingProvider as exc:
             return self._fail(urn, request.type, str(exc))
-        except Exception as exc:  # noqa: BLE001 - a provider's check rejects the inputs
+        except Exception as exc:  # a provider's check rejects the inputs
             return self._fail(urn, request.type, f"{request.type} resource '{request.name}' "
                                                  f"has a problem: {exc}")
         op = self._plan(urn, request, old, impl, checked)
@@ -164,7 +168,7 @@ class Deployment:
 
         try:
             new = self._apply(urn, request, old, op, create, provider_ref)
-        except Exception as exc:  # noqa: BLE001 - a provider's create failed
+        except Exception as exc:  # a provider's create failed
             return self._fail(urn, request.type, f"creating {request.type} resource "
                                                  f"'{request.name}' failed: {exc}")
         return Registered(urn, new["id"], new["outputs"])

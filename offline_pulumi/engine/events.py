@@ -6,7 +6,6 @@ import json
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import IO, Any
 
 from offline_pulumi import values
@@ -29,7 +28,8 @@ class EventStream:
     def __init__(self, log_path: str | None, out: IO[str] | None = None) -> None:
         self._lock = threading.Lock()
         self._sequence = 0
-        self._file = Path(log_path).open("w", encoding="utf-8") if log_path else None
+        # Held open for the whole operation and closed after the final event.
+        self._file = open(log_path, "w", encoding="utf-8") if log_path else None  # noqa: SIM115
         self._out = out or sys.stdout
         self.diagnostics: list[tuple[str, str, str]] = []
         self.started = time.monotonic()

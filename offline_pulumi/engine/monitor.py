@@ -8,8 +8,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
-from pulumi.runtime.proto import (engine_pb2, engine_pb2_grpc, resource_pb2,
-                                  resource_pb2_grpc)
+from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc, resource_pb2, resource_pb2_grpc
 
 from offline_pulumi import values
 from offline_pulumi.engine.deployment import Deployment, Registration, StepFailed
@@ -43,13 +42,13 @@ class ResourceMonitor(resource_pb2_grpc.ResourceMonitorServicer):
         self.deployment = deployment
         self.info = info
 
-    def GetDeploymentInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetDeploymentInfo(self, request: Any, context: Any) -> Any:
         return self.info
 
-    def SupportsFeature(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def SupportsFeature(self, request: Any, context: Any) -> Any:
         return resource_pb2.SupportsFeatureResponse(hasSupport=request.id in _FEATURES)
 
-    def RegisterResource(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def RegisterResource(self, request: Any, context: Any) -> Any:
         registration = Registration(
             type=request.type, name=request.name, custom=request.custom,
             parent=request.parent, inputs=to_python(request.object),
@@ -70,22 +69,22 @@ class ResourceMonitor(resource_pb2_grpc.ResourceMonitorServicer):
         return resource_pb2.RegisterResourceResponse(
             urn=result.urn, id=result.id, object=to_struct(result.outputs))
 
-    def RegisterResourceOutputs(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def RegisterResourceOutputs(self, request: Any, context: Any) -> Any:
         self.deployment.register_outputs(request.urn, to_python(request.outputs))
         return empty_pb2.Empty()
 
-    def SignalAndWaitForShutdown(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def SignalAndWaitForShutdown(self, request: Any, context: Any) -> Any:
         return empty_pb2.Empty()
 
-    def Invoke(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Invoke(self, request: Any, context: Any) -> Any:
         context.abort(grpc.StatusCode.UNIMPLEMENTED,
                       f"function '{request.tok}' is not available in the offline engine")
 
-    def ReadResource(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def ReadResource(self, request: Any, context: Any) -> Any:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "reading existing resources "
                       f"('{request.type}' '{request.name}') is not supported offline")
 
-    def Call(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Call(self, request: Any, context: Any) -> Any:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "component method calls are not "
                       "supported by the offline engine")
 
@@ -99,22 +98,22 @@ class Engine(engine_pb2_grpc.EngineServicer):
         self._root = ""
         self._lock = threading.Lock()
 
-    def Log(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Log(self, request: Any, context: Any) -> Any:
         severity = _SEVERITIES.get(request.severity, "info")
         if not (self.deployment.failure and MONITOR_GONE in request.message):
             self.events.diagnostic(severity, request.message, urn=request.urn,
                                    ephemeral=request.ephemeral)
         return empty_pb2.Empty()
 
-    def GetRootResource(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetRootResource(self, request: Any, context: Any) -> Any:
         return engine_pb2.GetRootResourceResponse(urn=self._root)
 
-    def SetRootResource(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def SetRootResource(self, request: Any, context: Any) -> Any:
         with self._lock:
             self._root = request.urn
         return engine_pb2.SetRootResourceResponse()
 
-    def RequirePulumiVersion(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def RequirePulumiVersion(self, request: Any, context: Any) -> Any:
         return engine_pb2.RequirePulumiVersionResponse()
 
 

@@ -59,7 +59,8 @@ def run_program(project: Project, stack: str, deployment: Deployment, events: Ev
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        server.stop(grace=None)
+        # A short grace lets the program close its channels before the port goes away.
+        server.stop(grace=0.2).wait()
     if cancelled.is_set():
         return CANCELLED
     if error == "" and deployment.failure is None:
