@@ -3,6 +3,11 @@
 Formats follow the real CLI (pkg/secrets/passphrase, resource/config/crypt.go):
 ``v1:<b64 nonce>:<b64 ciphertext+tag>``; the salt state is ``v1:<b64 salt>:`` followed by the
 encryption of the word ``pulumi``, which proves the passphrase on load.
+
+Deriving a key costs a million PBKDF2 rounds in every CLI process. ``OFFLINE_PULUMI_KEY_CACHE``
+(a directory, opt-in) keeps the derived key of each passphrase in a 0600 file and lets new
+stacks reuse that passphrase's salt, so the cost is paid once per passphrase. Anyone who can
+read that directory can decrypt the secrets, so point it only where the passphrase itself is.
 """
 
 from __future__ import annotations
@@ -79,9 +84,12 @@ class PassphraseManager:
 
     @classmethod
     def create(cls) -> PassphraseManager:
-        """A manager with a fresh salt, for a new stack."""
-        salt = _random.token_bytes(8)
-        crypter = Crypter(key_for(read_passphrase(), salt))
+        """A manager for a new stack: a fresh salt, or the key cache's one for this passphrase."""
+        passphrase = read_passphrase()
+        cached = _KeyCache.from_environment()
+        entry = cached.load(passphrase) if cached else None
+        salt = entry[0] if entry else _random.token_bytes(8)
+        crypter = Crypter(key_for(passphrase, salt))
         manager = cls(f"v1:{_b64(salt)}:{crypter.encrypt(_PROOF.decode())}")
         manager._crypter = crypter
         return manager
@@ -104,11 +112,53 @@ _KEYS: dict[tuple[str, bytes], bytes] = {}
 
 
 def key_for(passphrase: str, salt: bytes) -> bytes:
-    """Derive (once per process) the key of a passphrase and salt."""
-    cache_key = (hashlib.sha256(passphrase.encode()).hexdigest(), salt)
-    if cache_key not in _KEYS:
-        _KEYS[cache_key] = derive_key(passphrase, salt)
-    return _KEYS[cache_key]
+    """The key of a passphrase and salt: from this process, the key cache, or derived."""
+    memo = (hashlib.sha256(passphrase.encode()).hexdigest(), salt)
+    if memo not in _KEYS:
+        cache = _KeyCache.from_environment()
+        entry = cache.load(passphrase) if cache else None
+        if entry and entry[0] == salt:
+            _KEYS[memo] = entry[1]
+        else:
+            _KEYS[memo] = derive_key(passphrase, salt)
+            if cache:
+                cache.store(passphrase, salt, _KEYS[memo])
+    return _KEYS[memo]
+
+
+class _KeyCache:
+    """Derived keys kept on disk between CLI processes (see the module docstring)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @classmethod
+    def from_environment(cls) -> _KeyCache | None:
+        directory = os.environ.get("OFFLINE_PULUMI_KEY_CACHE")
+        return cls(Path(directory)) if directory else None
+
+    def _path(self, passphrase: str) -> Path:
+        digest = hashlib.sha256(b"offline-pulumi-key:" + passphrase.encode()).hexdigest()
+        return self.directory / f"{digest[:32]}.key"
+
+    def load(self, passphrase: str) -> tuple[bytes, bytes] | None:
+        """The cached (salt, key) of a passphrase, if any."""
+        try:
+            salt_text, key_text = self._path(passphrase).read_text().split(":")
+            return base64.b64decode(salt_text), base64.b64decode(key_text)
+        except (OSError, ValueError):
+            return None
+
+    def store(self, passphrase: str, salt: bytes, key: bytes) -> None:
+        """Remember a derived key; a cache that cannot be written is only slower."""
+        from offline_pulumi.fileio import write_atomic
+
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_atomic(self._path(passphrase), f"{_b64(salt)}:{_b64(key)}".encode(),
+                         mode=0o600)
+        except OSError:
+            return
 
 
 def _b64(data: bytes) -> str:
