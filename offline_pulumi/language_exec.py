@@ -11,7 +11,9 @@ import inspect
 import logging
 import os
 import runpy
+import socket
 import sys
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,6 +49,19 @@ def configure(args: argparse.Namespace) -> None:
         **{k: v for k, v in settings.items() if k in accepted}))
 
 
+def wait_for(address: str, timeout: float = 60.0) -> bool:
+    """Wait until the engine's monitor accepts connections (it starts alongside us)."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.005)
+    return False
+
+
 def user_frames(exc: BaseException) -> str:
     """The traceback without the frames of this script and the Pulumi runtime."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -75,6 +90,9 @@ def main(argv: list[str]) -> int:
                          "pip install pulumi in the program's virtualenv?\n")
         return 1
     args = parse_args(argv)
+    if not wait_for(args.monitor):
+        sys.stderr.write(f"the engine's resource monitor at {args.monitor} never came up\n")
+        return 1
     configure(args)
     program = args.PROGRAM
     sys.argv = [program, *args.ARGS]

@@ -13,6 +13,7 @@ from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc, resource_pb2, reso
 from offline_pulumi import values
 from offline_pulumi.engine.deployment import Deployment, Registration, StepFailed
 from offline_pulumi.engine.events import EventStream
+from offline_pulumi.errors import CLIError
 
 _SEVERITIES = {0: "debug", 1: "info", 2: "warning", 3: "error"}
 _FEATURES = {"secrets": resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
@@ -118,13 +119,17 @@ class Engine(engine_pb2_grpc.EngineServicer):
 
 
 def serve(deployment: Deployment, events: EventStream,
-          info: resource_pb2.DeploymentInfo, workers: int) -> tuple[grpc.Server, str]:
+          info: resource_pb2.DeploymentInfo, workers: int,
+          port: int = 0) -> tuple[grpc.Server, str]:
     """Start both services on one loopback port; return the server and its address."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
                          options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
     resource_pb2_grpc.add_ResourceMonitorServicer_to_server(
         ResourceMonitor(deployment, info), server)
     engine_pb2_grpc.add_EngineServicer_to_server(Engine(events, deployment), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    if not bound:
+        raise CLIError(f"could not listen on 127.0.0.1:{port} for the program")
     server.start()
+    port = bound
     return server, f"127.0.0.1:{port}"

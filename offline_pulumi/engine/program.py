@@ -71,9 +71,10 @@ class LocalProgram:
         self.engine_address = engine_address
         self.events = events
         self.process: subprocess.Popen[bytes] | None = None
+        self._readers: list[threading.Thread] = []
 
-    def execute(self) -> str | None:
-        """Run to completion; return an error message, or None on success or bail."""
+    def start(self) -> None:
+        """Start the program process; its output is pumped into diagnostics."""
         run = self.run
         python, env = interpreter(run.project)
         typechecker = run.project.runtime_options.get("typechecker")
@@ -96,8 +97,13 @@ class LocalProgram:
                                             (self.process.stderr, "info#err"))]
         for reader in readers:
             reader.start()
+        self._readers = readers
+
+    def wait(self) -> str | None:
+        """Wait for the program; return an error message, "" after a bail, None on success."""
+        assert self.process is not None
         code = self.process.wait()
-        for reader in readers:
+        for reader in self._readers:
             reader.join()
         if code in (0, BAIL):
             return None if code == 0 else ""
@@ -138,7 +144,10 @@ class InlineProgram:
         self.client = client
         self._cancelled = threading.Event()
 
-    def execute(self) -> str | None:
+    def start(self) -> None:
+        """Nothing to start: the client runs the program when asked to."""
+
+    def wait(self) -> str | None:
         """Call LanguageRuntime.Run on the client and translate its answer."""
         import grpc
         from pulumi.runtime.proto import language_pb2, language_pb2_grpc

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
+from dataclasses import replace
 from typing import Any
-
-from pulumi.runtime.proto import resource_pb2
 
 from offline_pulumi.args import Parsed
 from offline_pulumi.engine.deployment import Deployment
 from offline_pulumi.engine.events import EventStream
-from offline_pulumi.engine.monitor import serve
 from offline_pulumi.engine.program import InlineProgram, LocalProgram, ProgramRun
 from offline_pulumi.project import Project
 
@@ -33,18 +32,25 @@ def run_program(project: Project, stack: str, deployment: Deployment, events: Ev
                 config: dict[str, str], secret_keys: list[str], parsed: Parsed) -> str | None:
     """Run the program to completion; return an error message, or None if it succeeded."""
     parallel = parallelism(parsed)
-    info = resource_pb2.DeploymentInfo(
-        project=project.name, stack=stack, organization="organization", config=config,
-        configSecretKeys=secret_keys, dryRun=deployment.dry_run, parallel=parallel,
-        supportedFeatures=[resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
-                           resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES])
-    server, address = serve(deployment, events, info, workers=max(parallel, 4) + 4)
+    client = parsed.value("client")
+    port = 0 if client else free_port()
+    address = f"127.0.0.1:{port}"
     run = ProgramRun(project=project, stack=stack, monitor=address,
                      dry_run=deployment.dry_run, parallel=parallel, config=config,
                      secret_keys=secret_keys)
-    client = parsed.value("client")
     program: LocalProgram | InlineProgram = (
         InlineProgram(run, address, client) if client else LocalProgram(run, address, events))
+    # The program imports the Pulumi SDK while we import gRPC and start the monitor: it waits
+    # for the port to accept connections before it talks to us.
+    program.start()
+    try:
+        server, address = _serve(project, stack, deployment, events, config, secret_keys,
+                                 parallel, port)
+    except BaseException:
+        program.interrupt()
+        raise
+    if client:
+        program = InlineProgram(replace(run, monitor=address), address, client)
     cancelled = threading.Event()
 
     def stop(signum: int, frame: Any) -> None:
@@ -55,7 +61,7 @@ def run_program(project: Project, stack: str, deployment: Deployment, events: Ev
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        error = program.execute()
+        error = program.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -66,3 +72,26 @@ def run_program(project: Project, stack: str, deployment: Deployment, events: Ev
     if error == "" and deployment.failure is None:
         return "update failed: the program reported an error"
     return error or None
+
+
+def free_port() -> int:
+    """A loopback port that is free now (the monitor binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _serve(project: Project, stack: str, deployment: Deployment, events: EventStream,
+           config: dict[str, str], secret_keys: list[str], parallel: int,
+           port: int) -> tuple[Any, str]:
+    from pulumi.runtime.proto import resource_pb2
+
+    from offline_pulumi.engine.monitor import serve
+
+    info = resource_pb2.DeploymentInfo(
+        project=project.name, stack=stack, organization="organization", config=config,
+        configSecretKeys=secret_keys, dryRun=deployment.dry_run, parallel=parallel,
+        supportedFeatures=[resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
+                           resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES])
+    return serve(deployment, events, info, workers=max(parallel, 4) + 4, port=port)
