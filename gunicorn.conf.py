@@ -24,24 +24,29 @@ threads = 4
 timeout = int(_settings.request_timeout) + 180
 graceful_timeout = int(_settings.request_timeout) + 30
 
-accesslog = "-"
-errorlog = "-"
 loglevel = _settings.log_level.lower()
 
-# Route the app's own loggers (infra.*, infra_api) to stderr next to gunicorn's.
+# One dictConfig for gunicorn's loggers and the app's (infra.*, infra_api), all to stderr except
+# the access log. gunicorn merges this shallowly into its defaults, so every key is spelled out.
+_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"},
-    },
+    "formatters": {"generic": {"format": _FORMAT}},
     "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "plain",
-                   "stream": "ext://sys.stderr"},
+        "console": {"class": "logging.StreamHandler", "formatter": "generic",
+                    "stream": "ext://sys.stdout"},
+        "error_console": {"class": "logging.StreamHandler", "formatter": "generic",
+                          "stream": "ext://sys.stderr"},
     },
+    "root": {"level": _settings.log_level, "handlers": ["error_console"]},
     "loggers": {
-        name: {"handlers": ["stderr"], "level": _settings.log_level, "propagate": False}
-        for name in ("infra", "infra_api")
+        "gunicorn.error": {"level": _settings.log_level, "handlers": ["error_console"],
+                           "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        "infra": {"level": _settings.log_level, "handlers": ["error_console"], "propagate": False},
+        "infra_api": {"level": _settings.log_level, "handlers": ["error_console"],
+                      "propagate": False},
     },
 }
 

@@ -197,6 +197,8 @@ def serve(settings: Settings) -> None:
         logger.error("warm-up failed, requests will retry: %s", exc)
     server = make_server(settings.host, settings.port, app, server_class=ThreadingWSGIServer,
                          handler_class=LoggingRequestHandler)
+    # Both signals stop the server the same way, even where a shell started us ignoring SIGINT.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     logger.info("serving on http://%s:%d (Ctrl-C to stop)", settings.host, server.server_port)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -71,3 +72,19 @@ def test_program_failure_is_an_engine_error_and_the_stack_is_still_removed(live_
 def test_no_burner_stack_is_left_in_the_backend(live_pipeline, live_settings):
     live_pipeline.run(parse_request("string", {}))
     assert burner_stacks(live_settings) == []
+
+
+@pytest.mark.real_pulumi
+@pytest.mark.skipif(shutil.which("pulumi") is None, reason="no pulumi CLI on PATH")
+def test_real_cli_runs_the_same_pipeline(tmp_path):
+    from infra.basic import Pipeline
+    from infra.engine import select_engine
+    from infra.settings import Settings
+    from tests.conftest import make_environ
+
+    settings = Settings.from_environ(make_environ(tmp_path / "state", INFRA_API_ENGINE="cli"))
+    pipeline = Pipeline(settings, select_engine(settings))
+    assert pipeline.engine.name == "cli"
+    result = pipeline.run(parse_request("uuid", {}))
+    checks.assert_uuid(result.value)
+    assert_cleaned_up(result.stack, settings)
