@@ -1,0 +1,151 @@
+"""Fixtures and helpers for the offline engine's end-to-end tests.
+
+Test modules import ``engine_command_fixture`` and ``engine_fixture`` to get the ``engine``
+fixture.
+
+Every test gets its own backend state dir, ``PULUMI_HOME`` and project copy under ``tmp_path``;
+the engine is driven only through the unmodified ``pulumi.automation`` client.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi import automation as auto
+
+import offline_pulumi
+
+PROGRAMS = Path(__file__).resolve().parent / "engine_programs"
+PASSPHRASE = "engine-test-passphrase"
+_COUNTER = itertools.count()
+
+
+def pulumi_yaml(name: str) -> str:
+    """A Pulumi.yaml that runs the program with the test interpreter's environment."""
+    return (f"name: {name}\n"
+            "runtime:\n"
+            "  name: python\n"
+            "  options:\n"
+            f"    virtualenv: {sys.prefix}\n")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One isolated backend (state dir + PULUMI_HOME) and the shared offline command."""
+
+    command: auto.PulumiCommand
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PULUMI_BACKEND_URL": f"file://{self.state}",
+                "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+                "PULUMI_HOME": str(self.home)}
+
+    def opts(self, **kwargs: Any) -> auto.LocalWorkspaceOptions:
+        return auto.LocalWorkspaceOptions(pulumi_command=self.command, env_vars=self.env, **kwargs)
+
+    def project(self, program: str, name: str | None = None) -> Path:
+        """Copy ``engine_programs/<program>`` into a fresh work dir with a generated Pulumi.yaml."""
+        work_dir = self.root / f"{program}-{next(_COUNTER)}"
+        shutil.copytree(PROGRAMS / program, work_dir)
+        (work_dir / "Pulumi.yaml").write_text(pulumi_yaml(name or f"e2e-{program.replace('_', '-')}"))
+        return work_dir
+
+    def stack(self, program: str, stack_name: str | None = None,
+              config: Mapping[str, str] | None = None, work_dir: Path | None = None) -> auto.Stack:
+        """create_or_select a stack for ``program`` and set plain ``config`` on it."""
+        work_dir = work_dir or self.project(program)
+        stack = auto.create_or_select_stack(stack_name or unique_stack(), work_dir=str(work_dir),
+                                            opts=self.opts())
+        if config:
+            stack.set_all_config({k: auto.ConfigValue(v) for k, v in config.items()})
+        return stack
+
+    def state_files(self) -> list[Path]:
+        return sorted(p for p in self.state.rglob("*") if p.is_file())
+
+    def checkpoint_path(self, stack: auto.Stack) -> Path:
+        """Where the file backend keeps the stack's current checkpoint."""
+        project = stack.workspace.project_settings().name
+        return self.state / ".pulumi" / "stacks" / project / f"{stack.name}.json"
+
+    def checkpoint(self, stack: auto.Stack) -> dict[str, Any]:
+        """The stack's checkpoint file, parsed."""
+        data: dict[str, Any] = json.loads(self.checkpoint_path(stack).read_text())
+        return data
+
+    def lock_dir(self, stack: auto.Stack) -> Path:
+        project = stack.workspace.project_settings().name
+        return self.state / ".pulumi" / "locks" / "organization" / project / stack.name
+
+    def locks(self, stack: auto.Stack) -> list[Path]:
+        directory = self.lock_dir(stack)
+        return sorted(directory.glob("*.json")) if directory.is_dir() else []
+
+
+def unique_stack(prefix: str = "s") -> str:
+    """A stack name no other test in this run uses."""
+    return f"{prefix}{next(_COUNTER)}-{time.monotonic_ns() % 10**9}"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def plain_outputs(outputs: auto.OutputMap) -> dict[str, Any]:
+    """Output values without their secret flags."""
+    return {key: out.value for key, out in outputs.items()}
+
+
+def secret_keys(outputs: auto.OutputMap) -> set[str]:
+    return {key for key, out in outputs.items() if out.secret}
+
+
+@pytest.fixture(scope="session", name="engine_command")
+def engine_command_fixture() -> auto.PulumiCommand:
+    """The offline engine's PulumiCommand (its construction runs a version probe: once)."""
+    return offline_pulumi.pulumi_command()
+
+
+@pytest.fixture(name="engine")
+def engine_fixture(engine_command: auto.PulumiCommand, tmp_path: Path) -> Iterator[Engine]:
+    """An isolated backend for one test."""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "home").mkdir()
+    yield Engine(engine_command, tmp_path)
+
+
+def stdout_of(error: auto.CommandError) -> str:
+    """The CLI stdout carried by an automation error (its text is ``code/stdout/stderr``)."""
+    text = str(error)
+    return text.split("\n stdout: ", 1)[1].rsplit("\n stderr: ", 1)[0]
+
+
+def stderr_of(error: auto.CommandError) -> str:
+    """The CLI stderr carried by an automation error."""
+    return str(error).rsplit("\n stderr: ", 1)[1]
