@@ -14,7 +14,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,12 +132,17 @@ def engine_command_fixture() -> auto.PulumiCommand:
     return offline_pulumi.pulumi_command()
 
 
+def make_engine(command: auto.PulumiCommand, root: Path) -> Engine:
+    """An Engine on fresh state and home dirs under ``root``."""
+    (root / "state").mkdir()
+    (root / "home").mkdir()
+    return Engine(command, root)
+
+
 @pytest.fixture(name="engine")
-def engine_fixture(engine_command: auto.PulumiCommand, tmp_path: Path) -> Iterator[Engine]:
+def engine_fixture(engine_command: auto.PulumiCommand, tmp_path: Path) -> Engine:
     """An isolated backend for one test."""
-    (tmp_path / "state").mkdir()
-    (tmp_path / "home").mkdir()
-    yield Engine(engine_command, tmp_path)
+    return make_engine(engine_command, tmp_path)
 
 
 def stdout_of(error: auto.CommandError) -> str:

@@ -18,6 +18,7 @@ from tests.engine_support import (  # noqa: F401 - fixtures
     Engine,
     engine_command_fixture,
     engine_fixture,
+    make_engine,
     plain_outputs,
     secret_keys,
     stdout_of,
@@ -35,10 +36,7 @@ BASIC_RESOURCES = 4
 @pytest.fixture(scope="module")
 def deployed(engine_command: auto.PulumiCommand, tmp_path_factory: pytest.TempPathFactory):
     """The all_random program deployed once: (stack, first up result, second up result)."""
-    root = tmp_path_factory.mktemp("all-random")
-    (root / "state").mkdir()
-    (root / "home").mkdir()
-    engine = Engine(engine_command, root)
+    engine = make_engine(engine_command, tmp_path_factory.mktemp("all-random"))
     stack = engine.stack("all_random")
     first = stack.up()
     second = stack.up()

@@ -25,7 +25,7 @@ rstr = random.RandomString("rstr", length=12, special=False)
 rpw = random.RandomPassword("rpw", length=20)
 
 if config.get_bool("unknown_provider"):
-    pulumi.CustomResource("bucket", "aws:s3/bucket:Bucket", {})
+    pulumi.CustomResource("aws:s3/bucket:Bucket", "bucket", {})
 
 pulumi.export("hex", rid.hex)
 pulumi.export("str", rstr.result)

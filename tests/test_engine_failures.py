@@ -1,0 +1,235 @@
+"""Failures, locking and secrecy of the offline engine, driven through the Automation API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi import automation as auto
+from pulumi.automation import errors as auto_errors
+
+from tests.engine_support import (  # noqa: F401 - fixtures
+    Engine,
+    engine_command_fixture,
+    engine_fixture,
+    make_engine,
+    plain_outputs,
+    stderr_of,
+    stdout_of,
+    unique_stack,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+BASIC_RESOURCES = 4
+
+
+class Background:
+    """Runs one stack operation on a thread and keeps its result or exception."""
+
+    def __init__(self, operation: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(operation,), daemon=True)
+        self._thread.start()
+
+    def _run(self, operation: Callable[[], Any]) -> None:
+        try:
+            self.result = operation()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by join()
+            self.error = exc
+
+    def join(self, timeout: float = 120) -> Any:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "background operation did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def resources(stack: auto.Stack) -> list[tuple[str, Any]]:
+    """(urn, outputs) of every resource in the stack's exported state except the root Stack."""
+    found = [(r["urn"], r.get("outputs")) for r in stack.export_stack().deployment.get("resources") or []
+             if r["type"] != "pulumi:pulumi:Stack"]
+    return sorted(found, key=lambda item: item[0])
+
+
+# --- failed updates leave the last good state -----------------------------------------------
+
+
+@dataclass
+class FailedUpdate:
+    """A stack after one good up and one failed up, with what was observed right after."""
+
+    stack: auto.Stack
+    broken_config: dict[str, str]
+    good: auto.UpResult
+    resources_before: list[tuple[str, Any]]
+    error: auto.CommandError
+    outputs_after: auto.OutputMap
+    resources_after: list[tuple[str, Any]]
+
+
+FAILURES = {
+    "program-exception": ({"fail": "kaboom: the program broke"}, auto_errors.RuntimeError,
+                          ["failed with an unhandled exception", "kaboom: the program broke"]),
+    "unknown-provider": ({"unknown_provider": "true"}, auto.CommandError,
+                         ["'aws'", "aws:s3/bucket:Bucket"]),
+}
+
+
+@pytest.fixture(scope="module", params=list(FAILURES))
+def failed_update(request: pytest.FixtureRequest, engine_command: auto.PulumiCommand,
+                  tmp_path_factory: pytest.TempPathFactory) -> FailedUpdate:
+    broken_config = FAILURES[request.param][0]
+    engine = make_engine(engine_command, tmp_path_factory.mktemp("failed-update"))
+    stack = engine.stack("basic")
+    good = stack.up()
+    before = resources(stack)
+    stack.set_all_config({k: auto.ConfigValue(v) for k, v in broken_config.items()})
+    with pytest.raises(auto.CommandError) as raised:
+        stack.up()
+    assert engine.locks(stack) == []
+    return FailedUpdate(stack, broken_config, good, before, raised.value, stack.outputs(),
+                        resources(stack))
+
+
+def test_failed_up_raises_the_mapped_error_naming_the_problem(failed_update: FailedUpdate) -> None:
+    _, error_class, expected_output = FAILURES[failed_update_id(failed_update)]
+    assert type(failed_update.error) is error_class
+    for text in expected_output:
+        assert text in stdout_of(failed_update.error)
+
+
+def test_failed_up_keeps_previous_resources(failed_update: FailedUpdate) -> None:
+    assert failed_update.resources_after == failed_update.resources_before
+    assert not any("aws" in urn for urn, _ in failed_update.resources_after)
+    assert [(h.kind, h.result) for h in failed_update.stack.history()] == [
+        ("update", "failed"), ("update", "succeeded")]
+
+
+def test_failed_up_keeps_previous_outputs(request: pytest.FixtureRequest,
+                                          failed_update: FailedUpdate) -> None:
+    if failed_update_id(failed_update) == "program-exception":
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="engine bug: a program that raises wipes the stack outputs"))
+    assert plain_outputs(failed_update.outputs_after) == plain_outputs(failed_update.good.outputs)
+
+
+def test_up_after_fixing_the_program_changes_nothing(failed_update: FailedUpdate) -> None:
+    stack = failed_update.stack
+    stack.remove_all_config(list(failed_update.broken_config))
+    fixed = stack.up()
+    assert fixed.summary.resource_changes == {"same": BASIC_RESOURCES}
+    assert plain_outputs(fixed.outputs) == plain_outputs(failed_update.good.outputs)
+    assert resources(stack) == failed_update.resources_before
+
+
+def failed_update_id(failed_update: FailedUpdate) -> str:
+    return next(k for k, v in FAILURES.items() if v[0] == failed_update.broken_config)
+
+
+# --- concurrency ----------------------------------------------------------------------------
+
+
+def test_two_stacks_update_in_parallel(engine: Engine) -> None:
+    work_dir = engine.project("basic")
+    stacks = [engine.stack("basic", work_dir=work_dir, config={"sleep": "1"}) for _ in range(2)]
+    runs = [Background(stack.up) for stack in stacks]
+    results = [run.join() for run in runs]
+
+    assert [r.summary.resource_changes for r in results] == [{"create": BASIC_RESOURCES}] * 2
+    assert results[0].outputs["hex"].value != results[1].outputs["hex"].value
+    for stack, result in zip(stacks, results, strict=True):
+        assert plain_outputs(stack.outputs()) == plain_outputs(result.outputs)
+        assert [h.kind for h in stack.history()] == ["update"]
+
+
+def test_same_stack_twice_at_once_is_a_concurrent_update(engine: Engine) -> None:
+    stack = engine.stack("basic", config={"sleep": "3"})
+    first = Background(stack.up)
+    wait_for(lambda: engine.locks(stack), what="the first update's lock file")
+
+    with pytest.raises(auto.ConcurrentUpdateError) as raised:
+        stack.up()
+    assert "locked" in stderr_of(raised.value)
+
+    assert first.join().summary.resource_changes == {"create": BASIC_RESOURCES}
+    assert engine.locks(stack) == []
+    assert [(h.kind, h.result) for h in stack.history()] == [("update", "succeeded")]
+
+
+def descendants(pid: int) -> list[int]:
+    """Child processes of ``pid``, recursively (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *descendants(child)]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_killed_update_keeps_its_lock_until_cancel(engine: Engine) -> None:
+    stack = engine.stack("basic")
+    good = stack.up()
+    stack.set_config("sleep", auto.ConfigValue("60"))
+
+    doomed = Background(stack.up)
+    [lock] = wait_for(lambda: engine.locks(stack), what="the update's lock file")
+    pid = json.loads(lock.read_text())["pid"]
+    assert "pulumi" in Path(f"/proc/{pid}/cmdline").read_text()
+    # The program (sleeping) must be running, so the kill lands mid-update.
+    wait_for(lambda: descendants(pid), what="the program process")
+    doomed_pids = [pid, *descendants(pid)]
+    for victim in doomed_pids:
+        os.kill(victim, signal.SIGKILL)
+    with pytest.raises(auto.CommandError):
+        doomed.join()
+
+    assert engine.locks(stack) == [lock]
+    stack.set_config("sleep", auto.ConfigValue("0"))
+    with pytest.raises(auto.ConcurrentUpdateError):
+        stack.up()
+    assert plain_outputs(stack.outputs()) == plain_outputs(good.outputs)
+
+    stack.cancel()
+    assert engine.locks(stack) == []
+    after = stack.up()
+    assert after.summary.resource_changes == {"same": BASIC_RESOURCES}
+    assert plain_outputs(after.outputs) == plain_outputs(good.outputs)
+
+
+# --- secrets at rest ------------------------------------------------------------------------
+
+
+def test_secrets_never_stored_in_plain_text(engine: Engine) -> None:
+    config_secret = "cfg-S3cret-value-7781"
+    stack = engine.stack("basic")
+    stack.set_config("token", auto.ConfigValue(config_secret, secret=True))
+    up = stack.up()
+    password = up.outputs["password"].value
+    assert up.outputs["token"].value == config_secret and up.outputs["token"].secret
+    assert up.outputs["str"].value  # a plain value, stored as it is (the search works)
+    stack.refresh()
+    stack.destroy()
+
+    config_file = Path(stack.workspace.work_dir) / f"Pulumi.{stack.name}.yaml"
+    files = [*engine.state_files(), config_file]
+    assert len(files) > 5  # checkpoints, backups, history
+    leaks = [(path, secret) for path in files for secret in (password, config_secret)
+             if secret.encode() in path.read_bytes()]
+    assert leaks == []
+    history_text = "".join(p.read_text() for p in files if ".pulumi" in p.parts and "history" in p.parts)
+    assert up.outputs["str"].value in history_text
