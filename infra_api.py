@@ -211,7 +211,15 @@ def serve(settings: Settings) -> None:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # Only the first signal interrupts: later ones must not cut short the wait for in-flight
+    # requests, whose stacks still need their teardown.
+    signal.signal(signal.SIGINT, _already_stopping)
+    signal.signal(signal.SIGTERM, _already_stopping)
     raise KeyboardInterrupt
+
+
+def _already_stopping(signum: int, frame: FrameType | None) -> None:
+    logger.warning("already stopping; waiting for in-flight requests to finish")
 
 
 def main() -> int:
@@ -223,7 +231,11 @@ def main() -> int:
         return 2
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(settings)
+    try:
+        serve(settings)
+    except KeyboardInterrupt:  # Ctrl-C during the warm-up, before serving started
+        logger.info("interrupted before serving")
+        return 130
     return 0
 
 

@@ -53,6 +53,15 @@ def test_time_is_in_the_requested_zone(live_pipeline, tz):
     checks.assert_time(result.value, tz)
 
 
+def test_a_request_writes_nothing_into_the_source_tree(live_pipeline, live_settings):
+    def snapshot() -> dict[str, float]:
+        return {str(p): p.stat().st_mtime for p in live_settings.program_dir.rglob("*")}
+
+    before = snapshot()
+    live_pipeline.run(parse_request("id", {}))
+    assert snapshot() == before
+
+
 def test_each_request_gets_its_own_stack(live_pipeline):
     first = live_pipeline.run(parse_request("uuid", {}))
     second = live_pipeline.run(parse_request("uuid", {}))

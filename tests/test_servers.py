@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
+import time
 
 import pytest
 
 from tests import checks
-from tests.conftest import PYTHON, get_json, start_server
+from tests.conftest import PYTHON, burner_stacks, get_json, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +46,15 @@ def gunicorn_server(server_environ, tmp_path):
                              "infra_api:application"], server_environ, tmp_path)
 
 
-def test_dev_server_answers_every_endpoint(dev_server):
+def assert_no_stack_left(environ) -> None:
+    from infra.settings import Settings
+
+    assert burner_stacks(Settings.from_environ(environ)) == []
+
+
+def test_dev_server_answers_every_endpoint(dev_server, server_environ):
     assert_all_endpoints_answer(dev_server.base_url)
+    assert_no_stack_left(server_environ)
 
 
 def test_dev_server_serves_requests_concurrently(dev_server):
@@ -62,6 +70,20 @@ def test_dev_server_stops_cleanly_on_ctrl_c(dev_server):
     assert "stopped" in dev_server.output()
 
 
+def test_dev_server_finishes_in_flight_requests_on_ctrl_c(dev_server):
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(get_json, dev_server.base_url + "/uuid")
+        time.sleep(0.5)  # let the request reach the pipeline
+        dev_server.proc.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+        dev_server.proc.send_signal(signal.SIGINT)  # an impatient second Ctrl-C
+        status, body = pending.result(timeout=120)
+    assert status == 200
+    checks.assert_uuid(body["response"])
+    assert dev_server.proc.wait(timeout=60) == 0
+    assert f"{body['stack']}: remove done" in dev_server.output()
+
+
 def test_dev_server_rejects_a_bad_setting_at_startup(server_environ, tmp_path):
     import subprocess
 
@@ -72,6 +94,7 @@ def test_dev_server_rejects_a_bad_setting_at_startup(server_environ, tmp_path):
     assert "INFRA_API_PORT" in proc.stderr
 
 
-def test_gunicorn_answers_every_endpoint(gunicorn_server):
+def test_gunicorn_answers_every_endpoint(gunicorn_server, server_environ):
     assert_all_endpoints_answer(gunicorn_server.base_url)
+    assert_no_stack_left(server_environ)
     assert "infra.basic" in gunicorn_server.output()
