@@ -153,18 +153,33 @@ def test_two_stacks_update_in_parallel(engine: Engine) -> None:
         assert [h.kind for h in stack.history()] == ["update"]
 
 
+# Everything that takes the stack lock is refused while another update holds it.
+LOCKED_OPERATIONS: dict[str, Callable[[auto.Stack], Any]] = {
+    "up": lambda stack: stack.up(),
+    "refresh": lambda stack: stack.refresh(),
+    "destroy": lambda stack: stack.destroy(),
+    "import_stack": lambda stack: stack.import_stack(stack.export_stack()),
+    "remove_stack --force": lambda stack: stack.workspace.remove_stack(stack.name, force=True),
+}
+
+
 def test_same_stack_twice_at_once_is_a_concurrent_update(engine: Engine) -> None:
-    stack = engine.stack("basic", config={"sleep": "3"})
+    stack = engine.stack("basic", config={"sleep": "4"})
     first = Background(stack.up)
     wait_for(lambda: engine.locks(stack), what="the first update's lock file")
 
-    with pytest.raises(auto.ConcurrentUpdateError) as raised:
-        stack.up()
-    assert "locked" in stderr_of(raised.value)
+    refused = {}
+    for name, operation in LOCKED_OPERATIONS.items():
+        with pytest.raises(auto.ConcurrentUpdateError) as raised:
+            operation(stack)
+        refused[name] = "the stack is currently locked by" in stderr_of(raised.value)
+    assert refused == dict.fromkeys(LOCKED_OPERATIONS, True)
+    assert engine.locks(stack), "the first update finished too early for the check to mean anything"
 
     assert first.join().summary.resource_changes == {"create": BASIC_RESOURCES}
     assert engine.locks(stack) == []
     assert [(h.kind, h.result) for h in stack.history()] == [("update", "succeeded")]
+    assert [s.name for s in stack.workspace.list_stacks()] == [stack.name]
 
 
 def descendants(pid: int) -> list[int]:
@@ -231,5 +246,9 @@ def test_secrets_never_stored_in_plain_text(engine: Engine) -> None:
     leaks = [(path, secret) for path in files for secret in (password, config_secret)
              if secret.encode() in path.read_bytes()]
     assert leaks == []
+    [latest_update] = [h for h in stack.history() if h.kind == "update"]
+    project = stack.workspace.project_settings().name
+    token = latest_update.config[f"{project}:token"]
+    assert (token.value, token.secret) == (config_secret, True)
     history_text = "".join(p.read_text() for p in files if ".pulumi" in p.parts and "history" in p.parts)
     assert up.outputs["str"].value in history_text

@@ -66,6 +66,7 @@ def test_create_select_and_create_or_select_agree(engine: Engine) -> None:
 # --- config ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_config_plain_and_secret_round_trip(engine: Engine) -> None:
     stack = engine.stack("basic")
     project = stack.workspace.project_settings().name
@@ -137,8 +138,9 @@ def test_full_lifecycle(engine: Engine) -> None:
            for e in events if e.resource_pre_event}
     logical = {urn: op for urn, op in pre.items() if "pulumi:providers:" not in urn}
     assert len(logical) == BASIC_RESOURCES and set(logical.values()) == {OpType.CREATE}
-    done = {e.res_outputs_event.metadata.urn for e in events if e.res_outputs_event}
-    assert set(logical) <= done
+    done = {e.res_outputs_event.metadata.urn: e.res_outputs_event.metadata.op
+            for e in events if e.res_outputs_event}
+    assert {urn: done.get(urn) for urn in logical} == logical
 
     assert stack.preview().change_summary == {OpType.SAME: BASIC_RESOURCES}
 
@@ -159,8 +161,13 @@ def test_full_lifecycle(engine: Engine) -> None:
     assert (summary.name, summary.current, summary.resource_count) == (stack.name, True, BASIC_STATE_RESOURCES)
     assert summary.last_update is not None
 
-    destroy = stack.destroy()
+    destroy_events: list[auto.EngineEvent] = []
+    destroy = stack.destroy(on_event=destroy_events.append)
     assert destroy.summary.kind == "destroy"
+    destroyed = [e.resource_pre_event.metadata for e in destroy_events if e.resource_pre_event]
+    assert {m.op for m in destroyed} == {OpType.DELETE}
+    assert {m.urn for m in destroyed} >= set(logical)
+    assert destroyed[-1].type == "pulumi:pulumi:Stack"  # dependents are deleted first
     assert destroy.summary.resource_changes == {"delete": BASIC_RESOURCES}
     assert stack.outputs() == {}
     [summary] = stack.workspace.list_stacks()

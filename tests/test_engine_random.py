@@ -28,8 +28,8 @@ from tests.engine_support import (  # noqa: F401 - fixtures
 pytestmark = pytest.mark.slow
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-# all_random: the Stack resource and 15 random resources.
-ALL_RANDOM_RESOURCES = 16
+# all_random: the Stack resource and 18 random resources.
+ALL_RANDOM_RESOURCES = 19
 BASIC_RESOURCES = 4
 
 
@@ -119,6 +119,8 @@ def test_random_integer(out) -> None:
     assert (integer["min"], integer["max"]) == (-5, 5)
     assert integer["id"] == str(integer["result"])
     assert out["pinned"] == 7
+    first, second = out["seeded"]
+    assert first == second and 1 <= first <= 10**9
 
 
 def test_random_pet(out) -> None:
@@ -136,6 +138,9 @@ def test_random_shuffle(out) -> None:
     assert sorted(shuffle["results"]) == ["a", "b", "c", "d", "e"]
     two = out["shuffle_two"]
     assert len(two) == 2 and len(set(two)) == 2 and set(two) <= set("abcde")
+    many = out["shuffle_many"]
+    assert len(many) == 7
+    assert sorted(many[0:3]) == sorted(many[3:6]) == ["x", "y", "z"] and many[6] in "xyz"
 
 
 def test_random_bytes(out) -> None:
@@ -187,6 +192,7 @@ def test_keepers_change_replaces_exactly_that_resource(engine: Engine) -> None:
     first = plain_outputs(stack.up().outputs)
 
     stack.set_config("keeper", auto.ConfigValue("two"))
+    assert stack.preview().change_summary == {OpType.REPLACE: 1, OpType.SAME: BASIC_RESOURCES - 1}
     events: list[auto.EngineEvent] = []
     replaced = stack.up(on_event=events.append)
     assert replaced.summary.resource_changes == {"replace": 1, "same": BASIC_RESOURCES - 1}

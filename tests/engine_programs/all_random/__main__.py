@@ -29,6 +29,9 @@ rint = random.RandomInteger("rint", min=-5, max=5)
 pulumi.export("integer", {"id": rint.id, "result": rint.result, "min": rint.min, "max": rint.max})
 pinned = random.RandomInteger("pinned", min=7, max=7)
 pulumi.export("pinned", pinned.result)
+# The same seed gives the same value.
+seeded = [random.RandomInteger(f"seeded-{n}", min=1, max=10**9, seed="fixed-seed") for n in "ab"]
+pulumi.export("seeded", [r.result for r in seeded])
 
 pet = random.RandomPet("pet", length=3, separator="_", prefix="my")
 pulumi.export("pet", {"id": pet.id, "length": pet.length, "separator": pet.separator})
@@ -38,6 +41,8 @@ items = ["a", "b", "c", "d", "e"]
 shuffle = random.RandomShuffle("shuffle", inputs=items)
 pulumi.export("shuffle", {"id": shuffle.id, "results": shuffle.results})
 pulumi.export("shuffle_two", random.RandomShuffle("shuffle-two", inputs=items, result_count=2).results)
+many = random.RandomShuffle("shuffle-many", inputs=["x", "y", "z"], result_count=7)
+pulumi.export("shuffle_many", many.results)
 
 rbytes = random.RandomBytes("rbytes", length=16)
 pulumi.export("bytes_base64", rbytes.base64)
