@@ -115,6 +115,8 @@ def create_app(settings: Settings | None = None, burner: Burner | None = None) -
     if burner is None:
         burner = Pipeline(settings, select_engine(settings))
     app = falcon.App()
+    # `?bytes=` must be rejected as a bad value, not silently replaced by the default.
+    app.req_options.keep_blank_qs_values = True
     app.set_error_serializer(_serialize_error)
     app.add_error_handler(InfraError, _handle_infra_error)
     app.add_route("/", IndexResource())

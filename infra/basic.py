@@ -2,15 +2,13 @@
 
 Steps, each logged: set the context, ensure the program's virtualenv, create the stack,
 configure it, refresh, up, read the outputs, then destroy and remove the stack.
-Run one from the command line with ``python -m infra.basic uuid`` (or ``id bytes=16``, ...).
+Run one from the command line with ``python -m infra.basic uuid`` (see ``infra.cli``).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
-import json
 import logging
 import shutil
 import sys
@@ -18,16 +16,16 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from pulumi import automation as auto
 
-from infra.engine import Engine, ensure_passphrase, select_engine
-from infra.errors import EngineError, InfraError, ParameterError
-from infra.kinds import BurnerRequest, parse_request
+from infra.engine import Engine, ensure_passphrase
+from infra.errors import EngineError
+from infra.kinds import BurnerRequest
 from infra.settings import Settings
 from infra.venv import ensure_venv
 
@@ -262,39 +260,7 @@ def _log_rmtree_error(function: object, path: str, excinfo: object) -> None:
     logger.warning("could not remove temporary workspace file %s: %s", path, excinfo)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: run one burner stack and print its value."""
-    parser = argparse.ArgumentParser(prog="python -m infra.basic", description=main.__doc__)
-    parser.add_argument("kind", help="id, uuid, string or time")
-    parser.add_argument("params", nargs="*", metavar="NAME=VALUE",
-                        help="parameters, e.g. bytes=16, length=12, tz=Europe/Berlin")
-    parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log pipeline steps (-v) and Pulumi output (-vv) to stderr")
-    args = parser.parse_args(argv)
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        raw = dict(_split_param(param) for param in args.params)
-        request = parse_request(args.kind, raw)
-        settings = Settings.from_environ()
-        result = Pipeline(settings, select_engine(settings)).run(request)
-    except InfraError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(dataclasses.asdict(result), indent=2))
-    else:
-        print(result.value)
-    return 0
-
-
-def _split_param(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep:
-        raise ParameterError(text, "", "NAME=VALUE, e.g. bytes=16")
-    return name, value
-
-
 if __name__ == "__main__":
+    from infra.cli import main
+
     sys.exit(main())

@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -38,8 +39,9 @@ class Engine:
             if self._command is None:
                 try:
                     self._command = self._factory()
-                # The factory probes the engine (`pulumi version`); any failure means "no engine".
-                except (OSError, ImportError, ValueError, RuntimeError) as exc:
+                # The factory probes the engine (`pulumi version`); these all mean "no engine".
+                except (OSError, ImportError, ValueError, subprocess.SubprocessError,
+                        auto.errors.InvalidVersionError) as exc:
                     logger.error("the %s engine cannot start: %r", self.name, exc)
                     raise EngineError("engine", None, f"{self.name} engine unavailable: {exc}") from exc
             return self._command

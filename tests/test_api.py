@@ -76,6 +76,7 @@ def test_parameters_reach_the_stack_config(client, burner, path, query, config):
     ("/id", "bytes=eight", "bytes", "1 to 64"),
     ("/id", "bytes=-1", "bytes", "1 to 64"),
     ("/id", "bytes=1&bytes=2", "bytes", "a single value"),
+    ("/id", "bytes=", "bytes", "1 to 64"),
     ("/string", "length=0", "length", "1 to 256"),
     ("/string", "length=257", "length", "1 to 256"),
     ("/string", "length=%201", "length", "1 to 256"),
