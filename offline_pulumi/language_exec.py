@@ -65,9 +65,9 @@ def wait_for(address: str, timeout: float = 60.0) -> bool:
 def user_frames(exc: BaseException) -> str:
     """The traceback without the frames of this script and the Pulumi runtime."""
     frames = traceback.extract_tb(exc.__traceback__)
+    stdlib = os.path.dirname(os.__file__)
     kept = [f for f in frames if os.sep + "pulumi" + os.sep not in f.filename
-            and f.filename != __file__ and "<frozen runpy>" not in f.filename
-            and not f.filename.endswith("runpy.py")]
+            and f.filename != __file__ and not f.filename.startswith(("<frozen", stdlib))]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(kept or frames),
              *traceback.format_exception_only(type(exc), exc)]
     return "".join(lines).rstrip("\n")

@@ -116,11 +116,7 @@ def test_failed_up_keeps_previous_resources(failed_update: FailedUpdate) -> None
         ("update", "failed"), ("update", "succeeded")]
 
 
-def test_failed_up_keeps_previous_outputs(request: pytest.FixtureRequest,
-                                          failed_update: FailedUpdate) -> None:
-    if failed_update_id(failed_update) == "program-exception":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="engine bug: a program that raises wipes the stack outputs"))
+def test_failed_up_keeps_previous_outputs(failed_update: FailedUpdate) -> None:
     assert plain_outputs(failed_update.outputs_after) == plain_outputs(failed_update.good.outputs)
 
 

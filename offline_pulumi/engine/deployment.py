@@ -79,6 +79,7 @@ class Deployment:
         self.events, self.dry_run, self.persist = events, dry_run, persist
         self.force_replace = force_replace
         self.old: dict[str, Resource] = {}
+        self.original = {resource["urn"]: resource for resource in old}
         self.doomed: list[Resource] = []   # replaced originals, deleted at the end
         for resource in old:
             (self.doomed.append(resource) if resource.get("delete")
@@ -335,6 +336,7 @@ class Deployment:
     def finish(self, succeeded: bool) -> None:
         """After a successful program: delete what it no longer declares, and originals."""
         if not succeeded:
+            self._keep_stack_outputs()
             return
         in_use = {r.get("provider", "").rsplit("::", 1)[0] for r in self.new.values()}
         leftovers = [r for r in self.old.values() if not is_default_provider(r)]
@@ -345,6 +347,14 @@ class Deployment:
         for resource in list(self.old.values()):
             if is_default_provider(resource) and resource["urn"] not in in_use:
                 self._delete(resource, op="delete", counted=False)
+
+    def _keep_stack_outputs(self) -> None:
+        """A failed program does not wipe the outputs of the last good update."""
+        with self._lock:
+            for urn, resource in self.new.items():
+                if resource["type"] == STACK_TYPE and urn in self.original:
+                    resource["outputs"] = self.original[urn].get("outputs", {})
+                    self.stack_outputs = resource["outputs"]
 
     def destroy_all(self) -> None:
         """Delete every resource, dependents first."""
