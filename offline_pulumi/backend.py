@@ -10,7 +10,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +97,7 @@ class FileBackend:
         self.root = root
         self.meta = root / ".pulumi"
         self.keep_backups = not _env_true("PULUMI_DIY_BACKEND_DISABLE_CHECKPOINT_BACKUPS")
+        self._remove_empty_lock_dir: Path | None = None
 
     def open(self) -> FileBackend:
         """Create the store layout on first use."""
@@ -181,6 +182,8 @@ class FileBackend:
             path.with_name(path.name + ".bak").unlink(missing_ok=True)
         self.tags_path(ref).unlink(missing_ok=True)
         _remove_tree(self.history_dir(ref))
+        # The lock held while removing is released after this; its empty directory is not.
+        self._remove_empty_lock_dir = self.lock_dir(ref)
 
     # -- history and backups -----------------------------------------------------------
     def add_history(self, ref: StackRef, info: dict[str, Any], latest: dict[str, Any]) -> None:
@@ -220,6 +223,9 @@ class FileBackend:
             yield own
         finally:
             own.unlink(missing_ok=True)
+            if self._remove_empty_lock_dir == directory:
+                with suppress(OSError):
+                    directory.rmdir()
 
     def _raise_if_locked(self, directory: Path, own: Path) -> None:
         others = [p for p in directory.glob("*.json") if p != own]
