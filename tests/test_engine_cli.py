@@ -1,0 +1,118 @@
+"""The offline engine's own command line: errors, version and lean imports.
+
+These run ``bin/pulumi`` as the Automation API does (a subprocess, ``--non-interactive``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import offline_pulumi
+
+PROJECT_YAML = "name: cliproj\nruntime: python\n"
+
+
+@pytest.fixture(scope="module")
+def pulumi_bin() -> Path:
+    """The engine's ``bin/pulumi`` launcher."""
+    return offline_pulumi.install_root() / "bin" / "pulumi"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A project dir and an environment with a file backend of its own."""
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "Pulumi.yaml").write_text(PROJECT_YAML)
+    env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}",
+           "PULUMI_CONFIG_PASSPHRASE": "cli-test", "PULUMI_HOME": str(tmp_path / "home")}
+    return tmp_path / "proj", env
+
+
+def run(pulumi_bin: Path, project: tuple[Path, dict[str, str]],
+        *args: str) -> subprocess.CompletedProcess[str]:
+    cwd, env = project
+    return subprocess.run([str(pulumi_bin), "--non-interactive", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_version_is_a_semver_the_automation_api_accepts(pulumi_bin, project):
+    proc = run(pulumi_bin, project, "version")
+    assert proc.returncode == 0
+    major, minor, patch = proc.stdout.strip().lstrip("v").split(".")
+    assert (int(major), int(minor), int(patch)) >= (3, 1, 0)
+    assert int(major) == 3
+
+
+@pytest.mark.parametrize(("argv", "complaint"), [
+    (["new", "python"], "'pulumi new python' is not supported"),
+    (["state", "delete"], "'pulumi state delete' is not supported"),
+    (["stack", "rename", "x"], "'pulumi stack rename' is not supported"),
+    (["up", "--yes", "--target", "urn:x", "--stack", "dev"], "--target is not supported"),
+    (["up", "--yes", "--bogus-flag", "--stack", "dev"], "unknown flag: --bogus-flag"),
+    (["stack", "init", "dev", "--secrets-provider", "awskms://k"], "secrets provider"),
+    (["plugin", "install", "resource", "aws", "6.0.0"], "not available offline"),
+    (["stack", "select", "bad/org/name"], "organization"),
+])
+def test_unsupported_input_is_one_error_line_not_a_traceback(pulumi_bin, project, argv,
+                                                             complaint):
+    proc = run(pulumi_bin, project, *argv)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("error: ")
+    assert complaint in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_missing_stack_uses_the_text_the_automation_api_classifies(pulumi_bin, project):
+    proc = run(pulumi_bin, project, "stack", "select", "--stack", "nope")
+    assert proc.returncode != 0
+    assert "error: no stack named 'nope' found" in proc.stderr
+
+
+def test_missing_backend_and_passphrase_are_explained(pulumi_bin, project):
+    cwd, env = project
+    no_passphrase = {k: v for k, v in env.items() if k != "PULUMI_CONFIG_PASSPHRASE"}
+    proc = run(pulumi_bin, (cwd, no_passphrase), "stack", "init", "dev")
+    assert proc.returncode != 0
+    assert "PULUMI_CONFIG_PASSPHRASE" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["version"],
+    ["stack", "ls", "--json"],
+    ["stack", "output", "--json", "--stack", "dev"],
+    ["stack", "history", "--json", "--stack", "dev"],
+    ["config", "set-all", "--stack", "dev", "--plaintext", "a=b"],
+    ["refresh", "--yes", "--skip-preview", "--stack", "dev"],
+    ["destroy", "--yes", "--skip-preview", "--stack", "dev"],
+    ["stack", "rm", "--yes", "dev"],
+])
+def test_commands_that_run_no_program_import_neither_grpc_nor_the_pulumi_sdk(
+        pulumi_bin, project, argv):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    cwd, env = project
+    probe = ("import sys\n"
+             "from offline_pulumi.cli import main\n"
+             f"code = main({argv!r})\n"
+             "heavy = sorted(m for m in ('grpc', 'pulumi', 'cryptography') if m in sys.modules)\n"
+             "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
+             "sys.exit(code)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=cwd,
+                          env={**env, "PYTHONPATH": str(Path(offline_pulumi.__file__).parents[1])},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY=\n" in proc.stderr
+
+
+def test_stack_ls_json_lists_created_stacks_sorted(pulumi_bin, project):
+    for name in ("zeta", "alpha"):
+        assert run(pulumi_bin, project, "stack", "init", name).returncode == 0
+    listed = json.loads(run(pulumi_bin, project, "stack", "ls", "--json").stdout)
+    assert [s["name"] for s in listed] == ["alpha", "zeta"]
+    assert [s["current"] for s in listed] == [True, False]  # init selects the new stack
+    assert all(s["resourceCount"] == 0 for s in listed)
