@@ -6,10 +6,8 @@ this engine; pass it as ``LocalWorkspaceOptions(pulumi_command=...)``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +30,9 @@ def install_root(root: Path | None = None) -> Path:
     """Write ``<root>/bin/pulumi`` (default: a per-interpreter temp dir) and return root."""
     text = _shim_text(sys.executable)
     if root is None:
+        import hashlib
+        import tempfile
+
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         root = Path(tempfile.gettempdir()) / f"offline-pulumi-{os.getuid()}-{digest}"
     executable = root / "bin" / "pulumi"

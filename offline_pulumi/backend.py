@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import re
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -211,6 +209,8 @@ class FileBackend:
         directory.mkdir(parents=True, exist_ok=True)
         own = directory / f"{uuid.uuid4()}.json"
         self._raise_if_locked(directory, own)
+        import socket
+
         content = {"pid": os.getpid(), "username": _username(),
                    "hostname": socket.gethostname(), "timestamp": now_rfc3339()}
         write_json_atomic(own, content)
@@ -259,6 +259,8 @@ def _env_true(name: str) -> bool:
 
 
 def _username() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):
