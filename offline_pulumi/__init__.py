@@ -18,10 +18,15 @@ _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
 def _shim_text(python: str) -> str:
-    # -s/-E keep a user's site or PYTHON* variables from changing what the engine imports.
-    return (f"#!{python} -sE\n"
+    # The Automation API spawns the CLI a dozen times per operation, so the launcher skips the
+    # `site` machinery (-S, about half of Python's start-up) and names the engine's import
+    # paths itself; -E keeps PYTHON* variables from changing what the engine imports.
+    import site
+
+    paths = [str(_PACKAGE_PARENT), *site.getsitepackages()]
+    return (f"#!{python} -SE\n"
             "import sys\n"
-            f"sys.path.insert(0, {str(_PACKAGE_PARENT)!r})\n"
+            f"sys.path[:0] = {paths!r}\n"
             "from offline_pulumi.cli import main\n"
             "sys.exit(main())\n")
 
