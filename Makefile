@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Reinstall only when the requirements or the package metadata change.
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest gunicorn clean
+.PHONY: run test lint typecheck pytest gunicorn clean bench
 
 run: $(STAMP)
 	$(BIN)/python infra_api.py
@@ -25,6 +25,9 @@ pytest: $(STAMP)
 
 gunicorn: $(STAMP)
 	$(BIN)/gunicorn -c gunicorn.conf.py infra_api:application
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 $(STAMP): requirements.txt setup.cfg setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

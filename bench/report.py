@@ -1,0 +1,178 @@
+"""Turn the measurements into PASS/FAIL targets and a Markdown report."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from bench.api import LatencyStats, Throughput
+from bench.engine import Floor, Scaling
+from bench.pipeline import PHASES, PipelineStats
+from bench.tutorial import TutorialStats
+
+TARGET_CLIENTS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    """Everything one benchmark run measured."""
+
+    machine: dict[str, str]
+    mode: str
+    venv_note: str
+    latency: LatencyStats
+    pipeline: PipelineStats
+    throughput: tuple[Throughput, ...]
+    leftovers: tuple[int, int]
+    scaling: tuple[Scaling, ...]
+    floor: Floor
+    tutorial: TutorialStats
+    wall_s: float
+
+    def uuid_p50(self) -> float:
+        """Warm /uuid p50 in ms."""
+        return next(e.p50_ms for e in self.latency.endpoints if e.endpoint == "uuid")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One goal, what was measured against it, and whether it was met."""
+
+    goal: str
+    measured: str
+    passed: bool
+
+
+def targets(r: Results) -> list[Target]:
+    """Evaluate the four published targets from the numbers."""
+    p50 = r.uuid_p50()
+    ratio = r.tutorial.median_ms / p50 if p50 else math.nan
+    found = [t for t in r.throughput if t.clients == TARGET_CLIENTS]
+    if found:
+        load = found[0]
+        load_text = (f"{load.errors} errors, {load.per_second:.2f} req/s = "
+                     f"{load.percent_of_ceiling:.0f}% of {load.ceiling_per_second:.2f} "
+                     f"(other load {load.other_cores:.1f} cores)")
+        load_ok = load.errors == 0 and load.percent_of_ceiling >= 70
+    else:
+        load_text, load_ok = f"not measured ({TARGET_CLIENTS} clients not in this run)", False
+    sizes = {s.resources: s for s in r.scaling}
+    if 10 in sizes and 100 in sizes:
+        growth = sizes[100].up_ms / sizes[10].up_ms
+        scale_text = f"{growth:.1f}x ({sizes[100].up_ms:.0f} / {sizes[10].up_ms:.0f} ms)"
+        scale_ok = growth < 10
+    else:
+        scale_text, scale_ok = "not measured", False
+    return [
+        Target("warm /uuid p50 within 3x the import floor",
+               f"{p50 / r.floor.median_ms:.1f}x ({p50:.0f} / {r.floor.median_ms:.0f} ms)",
+               p50 <= 3 * r.floor.median_ms),
+        Target("at least 10x faster than the tutorial flow",
+               f"{ratio:.1f}x ({r.tutorial.median_ms:.0f} / {p50:.0f} ms)", ratio >= 10),
+        Target(f"{TARGET_CLIENTS} clients: no errors, throughput >= 70% of what the cores allow",
+               load_text, load_ok),
+        Target("100-resource up < 10x the 10-resource up", scale_text, scale_ok),
+    ]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _errors(t: Throughput) -> str:
+    kinds = ", ".join(f"{kind} x{n}" for kind, n in sorted(t.error_kinds.items()))
+    return f"{t.errors} ({kinds})" if kinds else "0"
+
+
+def _ms(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.0f}"
+
+
+def render(r: Results) -> str:
+    """The whole report as Markdown."""
+    out = ["# Benchmarks", "",
+           f"Written by `make bench` (`python -m bench{' --quick' if r.mode == 'quick' else ''}`)"
+           f"; {r.mode} run, {r.wall_s / 60:.1f} min. Do not edit by hand: re-run it. "
+           "What each number means is explained at the end.", "", "## Machine", ""]
+    out += _table(["", ""], [[k, v] for k, v in r.machine.items()] +
+                  [["Program virtualenv", r.venv_note]])
+    out += ["", "## Targets", ""]
+    out += _table(["Target", "Measured", "Result"],
+                  [[t.goal, t.measured, "PASS" if t.passed else "FAIL"] for t in targets(r)])
+    lat = r.latency
+    out += ["", "## Latency (gunicorn, one request at a time)", ""]
+    rows = [[f"/{lat.cold_endpoint} cold (first request after start)", _ms(lat.cold_ms), "",
+             "1", "0"]]
+    rows += [[f"/{e.endpoint} warm", _ms(e.p50_ms), _ms(e.p95_ms), str(e.samples), str(e.errors)]
+             for e in lat.endpoints]
+    out += _table(["Request", "p50 ms", "p95 ms", "Samples", "Errors"], rows)
+    p = r.pipeline
+    http_phases = next(e.phase_ms for e in lat.endpoints if e.endpoint == "uuid")
+    out += ["", "## Time per phase (/uuid, median ms)", ""]
+    out += _table(["Phase", "gunicorn (from phases_ms)", "in-process Pipeline.run"],
+                  [[name, _ms(http_phases.get(name, math.nan)), _ms(p.phase_ms.get(name, math.nan))]
+                   for name in PHASES] +
+                  [["**total**", _ms(sum(http_phases.values())), _ms(p.total_ms)]])
+    counts = ", ".join(str(n) for n in sorted(set(p.pulumi_per_request)))
+    breakdown = ", ".join(f"`{name}` {n:g}" for name, n in p.subcommands.items())
+    out += ["", f"`pulumi` processes per request: **{counts}** over {p.runs} requests "
+            f"({breakdown}); plus {p.engine_probe} per process at start-up (the version probe)."]
+    out += ["", "## Throughput (gunicorn, /uuid, closed-loop clients)", ""]
+    out += _table(["Clients", "Requests", "Errors", "req/s", "p50 ms", "CPU s/request",
+                   "Cores allow req/s", "% of that", "Other load (cores)"],
+                  [[str(t.clients), str(t.requests), _errors(t), f"{t.per_second:.2f}",
+                    _ms(t.p50_ms), f"{t.cpu_s_per_request:.2f}", f"{t.ceiling_per_second:.2f}",
+                    f"{t.percent_of_ceiling:.0f}%", f"{t.other_cores:.2f}"] for t in r.throughput])
+    stacks, files = r.leftovers
+    total = sum(t.completed for t in r.throughput)
+    per = f" ({files / total:.1f} per request)" if total else ""
+    out += ["", f"After the {total} successful requests of these levels (and a few warm-up ones) "
+            f"the server's file backend held {stacks} stacks and {files} files{per}."]
+    out += ["", "## Engine scaling (Automation API, offline engine, temp file backend)", ""]
+    out += _table(["Resources", "up ms", "destroy ms"],
+                  [[str(s.resources), _ms(s.up_ms), _ms(s.destroy_ms)] for s in r.scaling])
+    out += ["", "## Floor and the tutorial flow", ""]
+    p50 = r.uuid_p50()
+    out += _table(["Measurement", "ms"], [
+        [f"`python -c \"import pulumi, pulumi_random\"` (program venv, median of {r.floor.runs})",
+         _ms(r.floor.median_ms)],
+        [f"tutorial flow, one /uuid (median of {r.tutorial.requests})", _ms(r.tutorial.median_ms)],
+        ["  of which fresh venv + pip install", _ms(r.tutorial.venv_median_ms)],
+        ["this service, warm /uuid p50", _ms(p50)],
+        ["ratio tutorial / this service", f"{r.tutorial.median_ms / p50:.1f}x" if p50 else "n/a"],
+    ])
+    out += ["", EXPLANATION]
+    return "\n".join(out) + "\n"
+
+
+EXPLANATION = """## What the numbers mean
+
+- **cold**: the first `/uuid` after gunicorn answers `/healthz`. The program virtualenv
+  already exists (built once under `.state/venvs/`, shared with the tests), so this is the
+  worker's first use of the engine plus one pipeline run.
+- **warm p50/p95**: sequential requests to each endpoint on the same server, timed by the client
+  (connect to last byte). The server has its own temporary state dir.
+- **Time per phase**: the `phases_ms` the API returns for warm `/uuid` requests, and the same
+  pipeline driven in-process through an engine whose `bin/pulumi` is a shim that logs each
+  invocation before running the real one; the shim's log gives the `pulumi` process count.
+- **Throughput**: N client threads each send `/uuid` back to back. req/s counts successful
+  answers in a fixed window that opens once every client has had its first answer, so the
+  bunched start is left out; p50 is over those answers. Errors are non-200 answers and
+  connection failures over the whole level. CPU s/request = user+system time of the gunicorn
+  process tree (master, workers and every `pulumi` and program process they waited for, read
+  from `/proc`) from idle before the level to idle after it, over the level's successful
+  requests. "Cores allow" = usable cores / CPU s/request; "% of that" = req/s / cores allow,
+  i.e. how busy the service kept the cores. "Other load" is the CPU everything else on the
+  machine used meanwhile (including these client threads), in cores, from `/proc/stat`.
+- **Engine scaling**: a generated program of N alternating `RandomString`/`RandomId`
+  resources, `up` then `destroy` on one stack through `pulumi.automation` with
+  `offline_pulumi.pulumi_command()`.
+- **Floor**: starting the program's Python and importing `pulumi` and `pulumi_random`, which
+  every `up` has to do at least once.
+- **Tutorial flow**: per request a fresh `python -m venv` plus `pip install -r
+  burner-program/requirements.txt` (pip's cache allowed, as on a developer machine; the
+  tutorial's extra `pip install --upgrade pip` is left out), one fixed stack `dev` for every
+  request, config, refresh, up, destroy, one request at a time, on the same offline engine.
+- Other processes may share the machine; the load average at start is recorded above.
+"""

@@ -1,0 +1,132 @@
+"""A real gunicorn on a free port with its own state dir; CPU time of process trees and machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from bench.common import clean_environ, free_port, get
+from infra.settings import PROJECT_ROOT
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class ServerError(RuntimeError):
+    """The server did not start, with the tail of its log."""
+
+
+class Gunicorn:
+    """``gunicorn -c gunicorn.conf.py infra_api:application``, started and stopped by the bench."""
+
+    def __init__(self, state_dir: Path, venv_dir: Path, log: Path, max_inflight: int) -> None:
+        self.port = free_port()
+        self.log = log
+        self.environ = clean_environ(
+            INFRA_API_HOST="127.0.0.1", INFRA_API_PORT=str(self.port),
+            INFRA_API_STATE_DIR=str(state_dir), INFRA_API_VENV_DIR=str(venv_dir),
+            INFRA_API_ENGINE="offline", INFRA_API_MAX_INFLIGHT=str(max_inflight))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Gunicorn:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self, deadline_s: float = 120) -> None:
+        """Start gunicorn and poll /healthz until it answers; raise ServerError otherwise."""
+        argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "infra_api:application"]
+        with open(self.log, "ab") as handle:
+            self.proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=self.environ,
+                                         stdout=handle, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError(f"gunicorn exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if get(self.port, "/healthz", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise ServerError(f"gunicorn not ready after {deadline_s}s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        """Terminate gunicorn, then kill it if it does not exit in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def tail(self, lines: int = 40) -> str:
+        """The last lines of the server log."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU of gunicorn and all its descendants, live or already reaped."""
+        assert self.proc is not None
+        return tree_cpu_seconds(self.proc.pid)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of ``root``'s live process tree, each process with its reaped children's time.
+
+    A finished descendant's time is added to its parent's cutime/cstime when the parent waits
+    for it, so live processes' own plus children's times cover the whole tree without overlap.
+    """
+    stats = _all_stats()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def _all_stats() -> dict[int, tuple[int, float]]:
+    """pid -> (ppid, utime+stime+cutime+cstime in seconds) for every process in /proc."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                text = handle.read()
+        except OSError:
+            continue  # exited while we looked
+        # The command name may contain spaces and parentheses; fields resume after the last ')'.
+        fields = text[text.rindex(")") + 2:].split()
+        ticks = sum(int(value) for value in fields[11:15])
+        stats[int(entry)] = (int(fields[1]), ticks / _TICKS)
+    return stats
+
+
+def backend_leftovers(state_dir: Path) -> tuple[int, int]:
+    """(stacks still in the state dir's file backend, all files under the backend)."""
+    meta = state_dir / "backend" / ".pulumi"
+    stacks = len(list((meta / "stacks").glob("*/*.json"))) if meta.is_dir() else 0
+    files = sum(1 for path in meta.rglob("*") if path.is_file()) if meta.is_dir() else 0
+    return stacks, files
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time every process on the machine has used since boot (all of /proc/stat but idle)."""
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _TICKS
