@@ -70,9 +70,9 @@ class Throughput:
         return 100 * self.per_second / ceiling if ceiling else 0.0
 
 
-def measure_latency(work: Path, venv_dir: Path, samples: int) -> LatencyStats:
+def measure_latency(work: Path, logs: Path, venv_dir: Path, samples: int) -> LatencyStats:
     """Start gunicorn, time its first /uuid, then ``samples`` sequential requests per endpoint."""
-    with Gunicorn(work / "latency-state", venv_dir, work / "gunicorn-latency.log",
+    with Gunicorn(work / "latency-state", venv_dir, logs / "gunicorn-latency.log",
                   MAX_INFLIGHT) as server:
         status, body, cold_s = get(server.port, PATHS["uuid"])
         if status != 200:
@@ -98,7 +98,7 @@ def measure_latency(work: Path, venv_dir: Path, samples: int) -> LatencyStats:
     return LatencyStats(cold_s * 1000, "uuid", tuple(results))
 
 
-def measure_throughput(work: Path, venv_dir: Path, levels: tuple[int, ...],
+def measure_throughput(work: Path, logs: Path, venv_dir: Path, levels: tuple[int, ...],
                        seconds: float) -> tuple[tuple[Throughput, ...], tuple[int, int]]:
     """Load /uuid at each client count; also return what the backend kept afterwards.
 
@@ -109,7 +109,7 @@ def measure_throughput(work: Path, venv_dir: Path, levels: tuple[int, ...],
     cores = len(os.sched_getaffinity(0))
     results = []
     state_dir = work / "throughput-state"
-    with Gunicorn(state_dir, venv_dir, work / "gunicorn-throughput.log", MAX_INFLIGHT) as server:
+    with Gunicorn(state_dir, venv_dir, logs / "gunicorn-throughput.log", MAX_INFLIGHT) as server:
         # Let both workers pay their one-off engine probe before any level is timed.
         _Clients(server.port, 2).run_until_warm_then(lambda: time.sleep(1))
         for clients in levels:

@@ -175,4 +175,5 @@ EXPLANATION = """## What the numbers mean
   tutorial's extra `pip install --upgrade pip` is left out), one fixed stack `dev` for every
   request, config, refresh, up, destroy, one request at a time, on the same offline engine.
 - Other processes may share the machine; the load average at start is recorded above.
+- The gunicorn logs of the last run are kept in `.state/bench/` (git-ignored).
 """

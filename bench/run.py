@@ -43,6 +43,7 @@ class Plan:
     tutorial_requests: int
 
 
+LOG_DIR = PROJECT_ROOT / ".state" / "bench"
 FULL = Plan(latency_samples=15, pipeline_runs=5, load_seconds=30, load_levels=(1, 4, 8, 16),
             scaling_sizes=(1, 10, 100), scaling_runs=3, floor_runs=10, tutorial_requests=3)
 QUICK = dataclasses.replace(FULL, latency_samples=4, pipeline_runs=2, load_seconds=10,
@@ -91,15 +92,17 @@ def measure(plan: Plan, mode: str) -> Results:
     venv_note = (f"reused {venv.relative_to(PROJECT_ROOT)}" if venv_existed else
                  f"built {venv.relative_to(PROJECT_ROOT)} in "
                  f"{time.perf_counter() - build_started:.0f} s (once; later runs reuse it)")
+    # Server logs outlive the run (the state dir is git-ignored), to explain any errors.
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         step(f"latency: cold, then {plan.latency_samples} warm requests per endpoint")
-        latency = measure_latency(work, SHARED_VENV_DIR, plan.latency_samples)
+        latency = measure_latency(work, LOG_DIR, SHARED_VENV_DIR, plan.latency_samples)
         step(f"phases and pulumi processes: {plan.pipeline_runs} in-process runs")
         pipeline = run_pipeline(plan.pipeline_runs, SHARED_VENV_DIR)
         step(f"throughput: {plan.load_levels} clients, {plan.load_seconds:.0f} s each")
-        throughput, leftovers = measure_throughput(work, SHARED_VENV_DIR, plan.load_levels,
-                                                   plan.load_seconds)
+        throughput, leftovers = measure_throughput(work, LOG_DIR, SHARED_VENV_DIR,
+                                                   plan.load_levels, plan.load_seconds)
     step(f"engine scaling: {plan.scaling_sizes} resources")
     scaling = measure_scaling(venv, plan.scaling_sizes, plan.scaling_runs)
     step(f"import floor: {plan.floor_runs} runs")

@@ -42,7 +42,7 @@ class Gunicorn:
     def start(self, deadline_s: float = 120) -> None:
         """Start gunicorn and poll /healthz until it answers; raise ServerError otherwise."""
         argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "infra_api:application"]
-        with open(self.log, "ab") as handle:
+        with open(self.log, "wb") as handle:
             self.proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=self.environ,
                                          stdout=handle, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + deadline_s
