@@ -6,8 +6,10 @@ for gunicorn; ``python infra_api.py`` serves locally with a threaded WSGI server
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import logging.config
 import signal
 import socketserver
 import sys
@@ -18,22 +20,31 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
 
+from infra import logs
 from infra.basic import BurnerResult, Pipeline
 from infra.engine import select_engine
-from infra.errors import EngineError, InfraError, ParameterError, SettingsError
+from infra.errors import InfraError, ParameterError, SettingsError
 from infra.kinds import KINDS, BurnerRequest, parse_request
+from infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from infra.metrics import Metrics
+from infra.openapi import VALUE_DESCRIPTIONS, build_document
+from infra.owners import drop_process_tmp
+from infra.reaper import Reaper
 from infra.settings import Settings
+from infra.slots import Slots
+from infra.web import BearerAuth, ErrorMapper, RequestContext
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "burner-api"
 DESCRIPTION = ("Each GET on a value endpoint provisions an ephemeral Pulumi stack, reads the value "
                "it produced, then destroys and removes the stack.")
-VALUE_DESCRIPTIONS = {
-    "id": "random id, base64url (also hex)",
-    "uuid": "random UUID",
-    "string": "random string",
-    "time": "current time in a time zone, ISO 8601",
+# The routes besides the value routes, with what they return (the index page lists them all).
+SERVICE_ROUTES = {
+    "/healthz": "liveness",
+    "/readyz": "readiness: engine, program venv and state dir",
+    "/metrics": "Prometheus metrics",
+    "/openapi.json": "the OpenAPI 3.1 document",
 }
 
 
@@ -44,12 +55,18 @@ class Burner(Protocol):
         """Provision, read and tear down one burner stack."""
         ...
 
+    def readiness(self) -> dict[str, bool]:
+        """Named checks that must all pass before the service takes traffic."""
+        ...
+
 
 class BurnerResource:
     """GET /id, /uuid, /string, /time: the value of a fresh burner stack."""
 
-    def __init__(self, burner: Burner) -> None:
+    def __init__(self, burner: Burner, slots: Slots, metrics: Metrics) -> None:
         self._burner = burner
+        self._slots = slots
+        self._metrics = metrics
 
     def on_get_id(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Random id of ``bytes`` bytes (1-64, default 8)."""
@@ -68,9 +85,10 @@ class BurnerResource:
         resp.media = self._burn("time", req.params)
 
     def _burn(self, kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        # Validation happens here, before the pipeline, so a bad request never creates a stack.
+        # Validation, then a free slot, before the pipeline: a refused request creates nothing.
         request = parse_request(kind, _single_values(params))
-        return render(request, self._burner.run(request))
+        with self._slots.take(), self._metrics.inflight.track_inprogress():
+            return render(request, self._burner.run(request))
 
 
 def render(request: BurnerRequest, result: BurnerResult) -> dict[str, Any]:
@@ -91,13 +109,14 @@ class IndexResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Describe the service."""
-        endpoints = [
+        endpoints = [{"path": "/", "returns": "this description", "parameters": {}}]
+        endpoints += [
             {"path": f"/{kind}", "returns": VALUE_DESCRIPTIONS[kind],
              "parameters": {p.name: f"{p.allowed} (default {p.default})" for p in params}}
             for kind, params in KINDS.items()
         ]
-        endpoints.append({"path": "/healthz", "returns": "liveness", "parameters": {}})
-        endpoints.insert(0, {"path": "/", "returns": "this description", "parameters": {}})
+        endpoints += [{"path": path, "returns": returns, "parameters": {}}
+                      for path, returns in SERVICE_ROUTES.items()]
         resp.media = {"service": SERVICE, "description": DESCRIPTION, "endpoints": endpoints}
 
 
@@ -109,19 +128,63 @@ class HealthResource:
         resp.media = {"status": "ok"}
 
 
-def create_app(settings: Settings | None = None, burner: Burner | None = None) -> falcon.App:
+class ReadyResource:
+    """GET /readyz: 200 once every readiness check passes, 503 until then."""
+
+    def __init__(self, burner: Burner) -> None:
+        self._burner = burner
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Report the readiness checks."""
+        checks = self._burner.readiness()
+        ready = all(checks.values())
+        resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
+        resp.media = {"status": "ready" if ready else "not_ready", "checks": checks}
+
+
+class MetricsResource:
+    """GET /metrics: Prometheus text format."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Expose the metrics."""
+        resp.content_type = METRICS_CONTENT_TYPE
+        resp.data = self._metrics.exposition()
+
+
+class OpenApiResource:
+    """GET /openapi.json: the OpenAPI 3.1 document."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self._document = document
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Serve the document."""
+        resp.media = self._document
+
+
+def create_app(settings: Settings | None = None, burner: Burner | None = None,
+               metrics: Metrics | None = None) -> falcon.App:
     """Build the WSGI app; reads settings from the environment only when none are given."""
     settings = settings if settings is not None else Settings.from_environ()
+    metrics = metrics if metrics is not None else Metrics()
     if burner is None:
-        burner = Pipeline(settings, select_engine(settings))
-    app = falcon.App()
+        burner = Pipeline(settings, select_engine(settings), metrics)
+    middleware: list[Any] = [RequestContext(metrics)]
+    if settings.token is not None:
+        middleware.append(BearerAuth(settings.token))
+    app = falcon.App(middleware=middleware)
     # `?bytes=` must be rejected as a bad value, not silently replaced by the default.
     app.req_options.keep_blank_qs_values = True
-    app.set_error_serializer(_serialize_error)
-    app.add_error_handler(InfraError, _handle_infra_error)
+    ErrorMapper(metrics).install(app)
     app.add_route("/", IndexResource())
     app.add_route("/healthz", HealthResource())
-    values = BurnerResource(burner)
+    app.add_route("/readyz", ReadyResource(burner))
+    app.add_route("/metrics", MetricsResource(metrics))
+    app.add_route("/openapi.json", OpenApiResource(build_document(auth=settings.token is not None)))
+    values = BurnerResource(burner, Slots(settings.max_inflight), metrics)
     for kind in KINDS:
         app.add_route(f"/{kind}", values, suffix=kind)
     return app
@@ -136,40 +199,38 @@ def _single_values(params: Mapping[str, Any]) -> dict[str, str]:
     return values
 
 
-def _handle_infra_error(req: falcon.Request, resp: falcon.Response, ex: InfraError,
-                        params: dict[str, Any]) -> None:
-    """Map the error tree to HTTP once: 400 for parameters, 502 for the engine, else 500."""
-    if isinstance(ex, ParameterError):
-        resp.status = falcon.HTTP_400
-        resp.media = {"title": "Invalid parameter", "parameter": ex.parameter,
-                      "value": ex.value, "allowed": ex.allowed,
-                      "description": f"invalid {ex.parameter}={ex.value!r}; allowed: {ex.allowed}"}
-    elif isinstance(ex, EngineError):
-        logger.error("%s %s: %s", req.method, req.path, ex, exc_info=ex)
-        resp.status = falcon.HTTP_502
-        resp.media = {"title": "Pulumi engine error", "stack": ex.stack,
-                      "description": f"the {ex.phase} step failed; the server log has details"}
-    else:
-        logger.error("%s %s: %s", req.method, req.path, ex, exc_info=ex)
-        resp.status = falcon.HTTP_500
-        resp.media = {"title": "Internal error", "description": "see the server log"}
+@dataclasses.dataclass(frozen=True)
+class Service:
+    """The app and the collaborators that live as long as the serving process."""
+
+    app: falcon.App
+    pipeline: Pipeline
+    reaper: Reaper
 
 
-def _serialize_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError) -> None:
-    # JSON whatever the client's Accept header says: every client of this API reads JSON.
-    resp.content_type = falcon.MEDIA_JSON
-    resp.media = ex.to_dict()
+def build_service(settings: Settings) -> Service:
+    """Wire the real pipeline, metrics, reaper and app for a serving process."""
+    metrics = Metrics()
+    pipeline = Pipeline(settings, select_engine(settings), metrics)
+    app = create_app(settings, burner=pipeline, metrics=metrics)
+    return Service(app, pipeline, Reaper(pipeline, metrics))
 
 
 @functools.cache
-def _default_app() -> falcon.App:
-    return create_app()
+def _default_service() -> Service:
+    return build_service(Settings.from_environ())
+
+
+def start_reaper() -> None:
+    """Start the periodic reaper of the default service (gunicorn's post_worker_init hook)."""
+    service = _default_service()
+    service.reaper.start(service.pipeline.settings.reap_interval)
 
 
 def __getattr__(name: str) -> falcon.App:
     # `application`/`app` are built on first access (gunicorn's app load), not at import.
     if name in ("application", "app"):
-        return _default_app()
+        return _default_service().app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -189,15 +250,18 @@ class LoggingRequestHandler(WSGIRequestHandler):
 
 def serve(settings: Settings) -> None:
     """Serve the API until Ctrl-C or SIGTERM, then wait for in-flight requests."""
-    pipeline = Pipeline(settings, select_engine(settings))
-    app = create_app(settings, burner=pipeline)
+    service = build_service(settings)
+    pipeline, reaper = service.pipeline, service.reaper
     try:
-        # Pay the one-off costs (engine probe, venv build) before taking requests.
+        # Pay the one-off costs (engine probe, venv build) before taking requests, and clean
+        # up after a previous run that was killed.
         pipeline.engine.command()
         pipeline.prepare()
+        reaper.run_once()
     except InfraError as exc:
         logger.error("warm-up failed, requests will retry: %s", exc)
-    server = make_server(settings.host, settings.port, app, server_class=ThreadingWSGIServer,
+    reaper.start(settings.reap_interval)
+    server = make_server(settings.host, settings.port, service.app, server_class=ThreadingWSGIServer,
                          handler_class=LoggingRequestHandler)
     # Both signals stop the server the same way, even where a shell started us ignoring SIGINT.
     signal.signal(signal.SIGINT, _interrupt)
@@ -209,6 +273,8 @@ def serve(settings: Settings) -> None:
         logger.info("stopping: waiting for in-flight requests")
     finally:
         server.server_close()
+        reaper.stop()
+        drop_process_tmp()
     logger.info("stopped")
 
 
@@ -231,8 +297,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.config.dictConfig(logs.dict_config(settings.log_level, settings.log_format))
     try:
         serve(settings)
     except KeyboardInterrupt:  # Ctrl-C during the warm-up, before serving started

@@ -7,6 +7,7 @@ Run one from the command line with ``python -m infra.basic uuid`` (see ``infra.c
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -23,17 +24,21 @@ from pathlib import Path
 import yaml
 from pulumi import automation as auto
 
+from infra import cancel, logs, owners
 from infra.engine import Engine, ensure_passphrase
-from infra.errors import EngineError
+from infra.errors import DeadlineError, EngineError
 from infra.kinds import BurnerRequest
+from infra.metrics import Metrics
 from infra.settings import Settings
-from infra.venv import ensure_venv
+from infra.venv import ensure_venv, venv_name
 
 logger = logging.getLogger(__name__)
 
 STACK_PREFIX = "burner-"
 # Outputs the program exports besides the one named after the request kind.
 EXTRA_OUTPUTS = {"id": {"hex": "id_hex"}}
+
+Extras = tuple[tuple[str, str], ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +65,7 @@ class BurnerResult:
 
     kind: str
     value: str
-    extras: tuple[tuple[str, str], ...]
+    extras: Extras
     stack: str
     phases: tuple[Phase, ...]
 
@@ -96,25 +101,34 @@ def project_name(program_dir: Path) -> str:
     return name
 
 
-def workspace_options(ctx: Context, prepared: Prepared, engine: Engine,
-                      settings: Settings) -> auto.LocalWorkspaceOptions:
-    """Options for a per-run workspace whose generated Pulumi.yaml points at the program and venv."""
-    project = auto.ProjectSettings(
-        name=ctx.project,
+def open_workspace(project: str, program_dir: Path, work_dir: Path, prepared: Prepared,
+                   engine: Engine, settings: Settings) -> auto.LocalWorkspace:
+    """A workspace in ``work_dir`` whose generated Pulumi.yaml points at the program and venv."""
+    project_settings = auto.ProjectSettings(
+        name=project,
         runtime=auto.ProjectRuntimeInfo(name="python", options={"virtualenv": str(prepared.venv)}),
-        main=str(ctx.program_dir),
+        main=str(program_dir),
     )
-    return auto.LocalWorkspaceOptions(
+    return auto.LocalWorkspace(
+        work_dir=str(work_dir),
         pulumi_command=engine.command(),
         pulumi_home=str(settings.pulumi_home),
         env_vars=prepared.env_vars,
-        project_settings=project,
+        project_settings=project_settings,
     )
 
 
-def create_stack(ctx: Context, work_dir: Path, opts: auto.LocalWorkspaceOptions) -> auto.Stack:
-    """Create the run's stack in its own temporary workspace directory."""
-    return auto.create_stack(ctx.stack_name, work_dir=str(work_dir), opts=opts)
+def create_stack(ctx: Context, workspace: auto.LocalWorkspace) -> auto.Stack:
+    """Create the run's stack in its workspace."""
+    return auto.Stack.create(ctx.stack_name, workspace)
+
+
+def select_existing(workspace: auto.LocalWorkspace, stack_name: str) -> auto.Stack | None:
+    """The stack if it exists in the backend, else None."""
+    try:
+        return auto.Stack.select(stack_name, workspace)
+    except auto.errors.StackNotFoundError:
+        return None
 
 
 def configure(stack: auto.Stack, request: BurnerRequest) -> None:
@@ -132,7 +146,7 @@ def up(stack: auto.Stack) -> auto.UpResult:
     return stack.up(on_output=_output_logger(stack.name))
 
 
-def read_outputs(ctx: Context, result: auto.UpResult) -> tuple[str, tuple[tuple[str, str], ...]]:
+def read_outputs(ctx: Context, result: auto.UpResult) -> tuple[str, Extras]:
     """Pick the requested value (and any other encodings) from the up result's outputs."""
     kind = ctx.request.kind
     wanted = {kind: kind, **EXTRA_OUTPUTS.get(kind, {})}
@@ -161,12 +175,23 @@ def _output_logger(stack_name: str) -> auto.OnOutput:
     return log_line
 
 
+@dataclasses.dataclass
+class _Progress:
+    """Shared between a run's request thread and its provisioning thread."""
+
+    phases: list[Phase] = dataclasses.field(default_factory=list)
+    current: str = "set_context"
+    stack: auto.Stack | None = None
+    cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
 class Pipeline:
     """Runs burner stacks with one settings object and one engine, injected by the caller."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.engine = engine
+        self.metrics = metrics
         self._prepared: Prepared | None = None
         self._lock = threading.Lock()
 
@@ -176,8 +201,7 @@ class Pipeline:
             if self._prepared is None:
                 settings = self.settings
                 try:
-                    settings.backend_dir.mkdir(parents=True, exist_ok=True)
-                    settings.pulumi_home.mkdir(parents=True, exist_ok=True)
+                    make_state_dirs(settings)
                     passphrase = ensure_passphrase(settings)
                 except OSError as exc:
                     raise EngineError("prepare", None, f"state directory unusable: {exc}") from exc
@@ -198,64 +222,166 @@ class Pipeline:
                 self._prepared = Prepared(venv=venv, env_vars=env_vars)
             return self._prepared
 
-    def run(self, request: BurnerRequest) -> BurnerResult:
-        """Provision, read and tear down one burner stack; raise EngineError if Pulumi fails."""
-        phases: list[Phase] = []
-        ctx = set_context(request, self.settings)
-        logger.info("%s: set_context request=%s", ctx.stack_name, ctx.request.config())
-        with _phase("ensure_venv", ctx, phases):
-            prepared = self.prepare()
-        work_dir = Path(tempfile.mkdtemp(prefix=ctx.stack_name + "-"))
+    def readiness(self) -> dict[str, bool]:
+        """Whether the engine starts, the program venv is built and the state dir is writable."""
         try:
-            with _phase("create_stack", ctx, phases):
-                stack = create_stack(ctx, work_dir,
-                                     workspace_options(ctx, prepared, self.engine, self.settings))
+            self.engine.command()
+            engine_ok = True
+        except EngineError:
+            engine_ok = False
+        try:
+            venv_ok = (self.settings.venv_dir / venv_name(self.settings.program_dir)).is_dir()
+        except OSError:
+            venv_ok = False
+        return {"engine": engine_ok, "program_venv": venv_ok,
+                "state_dir": _writable(self.settings.state_dir)}
+
+    def open_workspace(self, work_dir: Path) -> auto.LocalWorkspace:
+        """A workspace for any burner stack of this pipeline's program (the reaper uses it too)."""
+        return open_workspace(project_name(self.settings.program_dir), self.settings.program_dir,
+                              work_dir, self.prepare(), self.engine, self.settings)
+
+    def run(self, request: BurnerRequest) -> BurnerResult:
+        """Provision, read and tear down one burner stack.
+
+        Raises EngineError if Pulumi fails, DeadlineError if the request timeout cancelled it.
+        """
+        ctx = set_context(request, self.settings)
+        with logs.bound(logs.stack_name, ctx.stack_name):
+            return self._run(ctx)
+
+    def _run(self, ctx: Context) -> BurnerResult:
+        deadline = time.monotonic() + self.settings.request_timeout
+        progress = _Progress()
+        logger.info("%s: set_context request=%s", ctx.stack_name, ctx.request.config())
+        with self._phase("ensure_venv", ctx, progress):
+            self.prepare()
+        owners.use_process_tmp(self.settings.tmp_dir)
+        work_dir = self.settings.work_dir / ctx.stack_name
+        # The owner record exists before the stack and outlives it: see infra.owners.
+        owners.write_owner(self.settings.owners_dir, ctx.stack_name, owners.current_owner())
+        try:
+            work_dir.mkdir(parents=True)
+            workspace = self.open_workspace(work_dir)
             failed = True
             try:
-                with _phase("configure", ctx, phases):
-                    configure(stack, request)
-                with _phase("refresh", ctx, phases):
-                    refresh(stack)
-                with _phase("up", ctx, phases):
-                    result = up(stack)
-                with _phase("read_outputs", ctx, phases):
-                    value, extras = read_outputs(ctx, result)
+                value, extras = self._provision_within(ctx, workspace, progress, deadline)
                 failed = False
             finally:
-                _teardown(ctx, stack, phases, failed)
+                self._teardown(ctx, workspace, progress, failed)
         finally:
             shutil.rmtree(work_dir, onerror=_log_rmtree_error)
-        return BurnerResult(request.kind, value, extras, ctx.stack_name, tuple(phases))
+            owners.remove_owner(self.settings.owners_dir, ctx.stack_name)
+        return BurnerResult(ctx.request.kind, value, extras, ctx.stack_name,
+                            tuple(progress.phases))
+
+    def _provision_within(self, ctx: Context, workspace: auto.LocalWorkspace,
+                          progress: _Progress, deadline: float) -> tuple[str, Extras]:
+        """Provision in a thread; at the deadline cancel its Pulumi command and raise."""
+        outcome: list[tuple[str, Extras] | BaseException] = []
+
+        def work() -> None:
+            try:
+                outcome.append(self._provision(ctx, workspace, progress))
+            except BaseException as exc:  # handed to the request thread below
+                outcome.append(exc)
+
+        # copy_context: the thread's log lines keep the request id and stack name.
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                                  name=f"{ctx.stack_name}-provision", daemon=True)
+        thread.start()
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            phase = progress.current
+            logger.error("%s: request timeout (%g s) during %s; cancelling", ctx.stack_name,
+                         self.settings.request_timeout, phase)
+            progress.cancelled.set()
+            cancel.cancel(ctx.stack_name, lambda: not thread.is_alive(),
+                          self.settings.cancel_grace)
+            thread.join(self.settings.cancel_grace)
+            raise DeadlineError(phase, ctx.stack_name, self.settings.request_timeout)
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _provision(self, ctx: Context, workspace: auto.LocalWorkspace,
+                   progress: _Progress) -> tuple[str, Extras]:
+        with self._phase("create_stack", ctx, progress, cancellable=True):
+            progress.stack = stack = create_stack(ctx, workspace)
+        with self._phase("configure", ctx, progress, cancellable=True):
+            configure(stack, ctx.request)
+        with self._phase("refresh", ctx, progress, cancellable=True):
+            refresh(stack)
+        with self._phase("up", ctx, progress, cancellable=True):
+            result = up(stack)
+        with self._phase("read_outputs", ctx, progress, cancellable=True):
+            return read_outputs(ctx, result)
+
+    def _teardown(self, ctx: Context, workspace: auto.LocalWorkspace, progress: _Progress,
+                  failed: bool) -> None:
+        """Destroy then remove the stack; after a failed run, report the first error, not this one."""
+        cancelled = progress.cancelled.is_set()
+        try:
+            stack = progress.stack
+            if stack is None and cancelled:
+                # Cancelled during create: the stack may or may not exist by now.
+                with self._phase("select", ctx, progress):
+                    stack = select_existing(workspace, ctx.stack_name)
+            if stack is None:
+                return
+            if cancelled:
+                # A killed command leaves its lock behind; `cancel` deletes the lock files.
+                with self._phase("cancel", ctx, progress):
+                    stack.cancel()
+            with self._phase("destroy", ctx, progress):
+                destroy(stack)
+            # Only an empty stack is removed: if destroy failed, the log names what to clean up.
+            with self._phase("remove", ctx, progress):
+                remove(stack)
+        except EngineError:
+            if not failed:
+                raise
+            logger.error("%s: teardown failed after an earlier error; the reaper will retry",
+                         ctx.stack_name)
+
+    @contextmanager
+    def _phase(self, name: str, ctx: Context, progress: _Progress,
+               cancellable: bool = False) -> Iterator[None]:
+        """Time, log and count one step; turn a Pulumi failure into EngineError (detail to the log)."""
+        if cancellable and progress.cancelled.is_set():
+            raise EngineError(name, ctx.stack_name, "cancelled before it started")
+        progress.current = name
+        logger.info("%s: %s", ctx.stack_name, name)
+        started = time.perf_counter()
+        try:
+            yield
+        except auto.errors.CommandError as exc:
+            logger.error("%s: %s failed:\n%s", ctx.stack_name, name, exc)
+            raise EngineError(name, ctx.stack_name, type(exc).__name__) from exc
+        finally:
+            elapsed = _ms_since(started)
+            progress.phases.append(Phase(name, round(elapsed, 1)))
+            if self.metrics is not None:
+                self.metrics.phase_seconds.labels(name).observe(elapsed / 1000)
+            logger.info("%s: %s done in %.0f ms", ctx.stack_name, name, elapsed)
 
 
-def _teardown(ctx: Context, stack: auto.Stack, phases: list[Phase], failed: bool) -> None:
-    """Destroy then remove the stack; after a failed run, report the first error, not this one."""
+def make_state_dirs(settings: Settings) -> None:
+    """Create the state directory (0700: it holds the passphrase) and its parts."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.state_dir.chmod(0o700)
+    for directory in (settings.backend_dir, settings.pulumi_home, settings.work_dir,
+                      settings.owners_dir, settings.tmp_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+
+
+def _writable(directory: Path) -> bool:
     try:
-        with _phase("destroy", ctx, phases):
-            destroy(stack)
-        # Only an empty stack is removed: if destroy failed, the log names what to clean up.
-        with _phase("remove", ctx, phases):
-            remove(stack)
-    except EngineError:
-        if not failed:
-            raise
-        logger.error("%s: teardown failed after an earlier error; the stack is left behind",
-                     ctx.stack_name)
-
-
-@contextmanager
-def _phase(name: str, ctx: Context, phases: list[Phase]) -> Iterator[None]:
-    """Time and log one step; turn a Pulumi command failure into EngineError (detail to the log)."""
-    logger.info("%s: %s", ctx.stack_name, name)
-    started = time.perf_counter()
-    try:
-        yield
-    except auto.errors.CommandError as exc:
-        logger.error("%s: %s failed:\n%s", ctx.stack_name, name, exc)
-        raise EngineError(name, ctx.stack_name, type(exc).__name__) from exc
-    finally:
-        phases.append(Phase(name, round(_ms_since(started), 1)))
-        logger.info("%s: %s done in %.0f ms", ctx.stack_name, name, phases[-1].duration_ms)
+        with tempfile.TemporaryFile(dir=directory):
+            return True
+    except OSError:
+        return False
 
 
 def _ms_since(started: float) -> float:

@@ -1,15 +1,18 @@
-"""Errors raised by the burner pipeline, in one small hierarchy.
+"""Errors the service raises on purpose, in one small hierarchy.
 
 ::
 
-    InfraError                      base: anything the service itself reports
-    ├── SettingsError               an INFRA_API_* variable has a bad value (start-up)
-    ├── ParameterError              a request parameter is missing, unknown or out of range
-    └── EngineError                 a Pulumi operation failed (the engine's output stays in the log)
-        └── ProgramEnvironmentError the burner program's virtualenv could not be built
+    InfraError                      base: anything the service itself reports (500 internal_error)
+    ├── SettingsError               an INFRA_API_* variable has a bad value (start-up only)
+    ├── ParameterError              400 invalid_parameter: a query parameter is unknown or out of range
+    ├── UnauthorizedError           401 unauthorized: the bearer token is missing or wrong
+    ├── OverloadedError             503 overloaded: every burner slot of this process is busy
+    └── EngineError                 502 engine_error: a Pulumi operation failed (output stays in the log)
+        ├── ProgramEnvironmentError 502 engine_error: the program's virtualenv could not be built
+        └── DeadlineError           504 deadline_exceeded: the request timeout cancelled the operation
 
-The HTTP layer maps these to status codes once (``infra_api.py``); everything else
-treats them as ordinary exceptions.
+Each class carries its HTTP ``status`` and a stable ``code``; ``infra_api.py`` maps them to
+responses in one handler, and everything else treats them as ordinary exceptions.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from __future__ import annotations
 
 class InfraError(Exception):
     """Base class for every error this service raises on purpose."""
+
+    status = 500
+    code = "internal_error"
+    title = "Internal error"
 
 
 class SettingsError(InfraError):
@@ -32,6 +39,10 @@ class SettingsError(InfraError):
 class ParameterError(InfraError):
     """Raised when a request parameter is unknown or outside its allowed range."""
 
+    status = 400
+    code = "invalid_parameter"
+    title = "Invalid parameter"
+
     def __init__(self, parameter: str, value: str, allowed: str) -> None:
         super().__init__(f"parameter {parameter!r}={value!r} is invalid: allowed {allowed}")
         self.parameter = parameter
@@ -39,8 +50,33 @@ class ParameterError(InfraError):
         self.allowed = allowed
 
 
+class UnauthorizedError(InfraError):
+    """Raised when a token is configured and the request does not carry it."""
+
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+
+
+class OverloadedError(InfraError):
+    """Raised, before any stack exists, when this process already runs its most stacks."""
+
+    status = 503
+    code = "overloaded"
+    title = "Service overloaded"
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(f"all {limit} burner slots are busy")
+        self.limit = limit
+        self.retry_after = retry_after
+
+
 class EngineError(InfraError):
     """Raised when a Pulumi operation on a burner stack fails."""
+
+    status = 502
+    code = "engine_error"
+    title = "Pulumi engine error"
 
     def __init__(self, phase: str, stack: str | None, detail: str) -> None:
         super().__init__(f"{phase} failed for stack {stack or '-'}: {detail}")
@@ -54,3 +90,15 @@ class ProgramEnvironmentError(EngineError):
 
     def __init__(self, detail: str) -> None:
         super().__init__("ensure_venv", None, detail)
+
+
+class DeadlineError(EngineError):
+    """Raised when the request timeout expired and the running operation was cancelled."""
+
+    status = 504
+    code = "deadline_exceeded"
+    title = "Request timeout"
+
+    def __init__(self, phase: str, stack: str | None, timeout: float) -> None:
+        super().__init__(phase, stack, f"cancelled after the {timeout:g} s request timeout")
+        self.timeout = timeout

@@ -20,10 +20,15 @@ DEFAULT_ENGINE = "auto"
 DEFAULT_REQUEST_TIMEOUT = 120.0
 DEFAULT_MAX_INFLIGHT = 8
 DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_LOG_FORMAT = "text"
+DEFAULT_REAP_INTERVAL = 60.0
+DEFAULT_ORPHAN_AGE = 900.0
+DEFAULT_CANCEL_GRACE = 10.0
 
 EngineName = Literal["auto", "cli", "offline"]
 ENGINE_NAMES: tuple[EngineName, ...] = ("auto", "cli", "offline")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +45,13 @@ class Settings:
     max_inflight: int = DEFAULT_MAX_INFLIGHT
     token: str | None = None
     log_level: str = DEFAULT_LOG_LEVEL
+    log_format: str = DEFAULT_LOG_FORMAT
+    # Seconds between reaper passes, and the age after which a burner stack is orphaned even if
+    # its owning process still runs (it must be well above the request timeout).
+    reap_interval: float = DEFAULT_REAP_INTERVAL
+    orphan_age: float = DEFAULT_ORPHAN_AGE
+    # Seconds a cancelled Pulumi operation gets after SIGINT before it is killed.
+    cancel_grace: float = DEFAULT_CANCEL_GRACE
     # PULUMI_CONFIG_PASSPHRASE when the operator sets one; otherwise a generated one is kept
     # in the state directory (see infra.engine.ensure_passphrase).
     passphrase: str | None = dataclasses.field(default=None, repr=False)
@@ -55,10 +67,31 @@ class Settings:
         """The ``PULUMI_BACKEND_URL`` every workspace uses."""
         return self.backend_dir.as_uri()
 
+    @property
+    def work_dir(self) -> Path:
+        """Parent of the per-request workspace directories, one per burner stack."""
+        return self.state_dir / "work"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Parent of each server process's own temp directory."""
+        return self.state_dir / "tmp"
+
+    @property
+    def owners_dir(self) -> Path:
+        """Where each process records which burner stacks it owns (read by the reaper)."""
+        return self.state_dir / "owners"
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """Build settings from an environment mapping; raise SettingsError on a bad value."""
         state_dir = _path(environ, "INFRA_API_STATE_DIR", DEFAULT_STATE_DIR)
+        request_timeout = _float(environ, "INFRA_API_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)
+        orphan_age = _float(environ, "INFRA_API_ORPHAN_AGE",
+                            max(DEFAULT_ORPHAN_AGE, request_timeout * 3))
+        if orphan_age <= request_timeout * 2:
+            raise SettingsError("INFRA_API_ORPHAN_AGE", environ["INFRA_API_ORPHAN_AGE"],
+                                "more than twice INFRA_API_REQUEST_TIMEOUT")
         return cls(
             host=environ.get("INFRA_API_HOST", DEFAULT_HOST) or DEFAULT_HOST,
             port=_int(environ, "INFRA_API_PORT", DEFAULT_PORT, 1, 65535),
@@ -66,11 +99,16 @@ class Settings:
             venv_dir=_path(environ, "INFRA_API_VENV_DIR", state_dir / "venvs"),
             pulumi_home=_path(environ, "INFRA_API_PULUMI_HOME", state_dir / "pulumi-home"),
             engine=cast(EngineName, _choice(environ, "INFRA_API_ENGINE", DEFAULT_ENGINE, ENGINE_NAMES)),
-            request_timeout=_float(environ, "INFRA_API_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT),
+            request_timeout=request_timeout,
             max_inflight=_int(environ, "INFRA_API_MAX_INFLIGHT", DEFAULT_MAX_INFLIGHT, 1, 1024),
             token=environ.get("INFRA_API_TOKEN") or None,
             log_level=_choice(environ, "INFRA_API_LOG_LEVEL", DEFAULT_LOG_LEVEL, LOG_LEVELS),
+            log_format=_choice(environ, "INFRA_API_LOG_FORMAT", DEFAULT_LOG_FORMAT, LOG_FORMATS),
+            reap_interval=_float(environ, "INFRA_API_REAP_INTERVAL", DEFAULT_REAP_INTERVAL),
+            orphan_age=orphan_age,
+            cancel_grace=_float(environ, "INFRA_API_CANCEL_GRACE", DEFAULT_CANCEL_GRACE),
             passphrase=environ.get("PULUMI_CONFIG_PASSPHRASE"),
+            program_dir=_path(environ, "INFRA_API_PROGRAM_DIR", PROGRAM_DIR),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -131,7 +132,8 @@ class ServerProcess:
 
     def output(self) -> str:
         """Everything the server wrote so far."""
-        self._log_handle.flush()
+        if not self._log_handle.closed:
+            self._log_handle.flush()
         return self.log.read_text(errors="replace")
 
 
@@ -153,3 +155,33 @@ def start_server(argv: list[str], environ: Mapping[str, str], tmp_path: Path) ->
 
 
 PYTHON = sys.executable
+
+
+GUNICORN = [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "infra_api:application"]
+HANG_PROGRAM = PROJECT_ROOT / "tests" / "programs" / "hang"
+
+
+def leftovers(settings: Settings) -> dict[str, list[str]]:
+    """Everything a burner run may leave behind in a state dir; all lists empty when clean."""
+    from infra.owners import tmp_dir_alive
+
+    def names(directory: Path, pattern: str = "*") -> list[str]:
+        return sorted(p.name for p in directory.glob(pattern)) if directory.exists() else []
+
+    locks = settings.backend_dir / ".pulumi" / "locks"
+    return {
+        "stacks": burner_stacks(settings),
+        "locks": sorted(str(p.relative_to(locks)) for p in locks.rglob("*.json")) if locks.exists() else [],
+        "owners": names(settings.owners_dir),
+        "work_dirs": names(settings.work_dir),
+        "dead_tmp_dirs": [p.name for p in settings.tmp_dir.glob("*") if not tmp_dir_alive(p)]
+        if settings.tmp_dir.exists() else [],
+        "workspace_files": names(settings.pulumi_home / "workspaces", "*burner*"),
+    }
+
+
+CLEAN: dict[str, list[str]] = {"stacks": [], "locks": [], "owners": [], "work_dirs": [], "dead_tmp_dirs": [],
+         "workspace_files": []}
+
+
+running_server = contextlib.contextmanager(start_server)

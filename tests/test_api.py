@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
+
 import falcon.testing
 import pytest
 
 import infra_api
 from infra.basic import BurnerResult, Phase
-from infra.errors import EngineError, InfraError, ParameterError, ProgramEnvironmentError
+from infra.errors import (
+    DeadlineError,
+    EngineError,
+    InfraError,
+    OverloadedError,
+    ParameterError,
+    ProgramEnvironmentError,
+)
 from infra.kinds import BurnerRequest
 from infra.settings import Settings
 
@@ -18,6 +28,10 @@ class FakeBurner:
     def __init__(self, error: Exception | None = None) -> None:
         self.requests: list[BurnerRequest] = []
         self.error = error
+        self.checks = {"engine": True, "program_venv": True, "state_dir": True}
+
+    def readiness(self) -> dict[str, bool]:
+        return dict(self.checks)
 
     def run(self, request: BurnerRequest) -> BurnerResult:
         self.requests.append(request)
@@ -95,18 +109,24 @@ def test_bad_parameter_is_400_json_and_creates_no_stack(client, burner, path, qu
     assert burner.requests == []
 
 
-@pytest.mark.parametrize(("error", "status"), [
-    (ParameterError("bytes", "0", "an integer from 1 to 64"), 400),
-    (EngineError("up", "burner-x", "stderr: SECRET-CLI-OUTPUT"), 502),
-    (ProgramEnvironmentError("pip said SECRET-CLI-OUTPUT"), 502),
-    (InfraError("SECRET-CLI-OUTPUT"), 500),
+@pytest.mark.parametrize(("error", "status", "code"), [
+    (ParameterError("bytes", "0", "an integer from 1 to 64"), 400, "invalid_parameter"),
+    (EngineError("up", "burner-x", "stderr: SECRET-CLI-OUTPUT"), 502, "engine_error"),
+    (ProgramEnvironmentError("pip said SECRET-CLI-OUTPUT"), 502, "engine_error"),
+    (DeadlineError("up", "burner-x", 30), 504, "deadline_exceeded"),
+    (OverloadedError(8, 2), 503, "overloaded"),
+    (InfraError("SECRET-CLI-OUTPUT"), 500, "internal_error"),
+    (RuntimeError("SECRET-CLI-OUTPUT"), 500, "internal_error"),
 ])
-def test_errors_map_to_status_with_a_safe_json_body(tmp_path, error, status):
+def test_errors_map_to_status_with_a_safe_json_body(tmp_path, error, status, code):
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
     client = falcon.testing.TestClient(infra_api.create_app(settings, burner=FakeBurner(error)))
     result = client.simulate_get("/uuid")
     assert result.status_code == status
+    assert result.headers["content-type"] == "application/json"
     assert result.json["title"]
+    assert result.json["code"] == code
+    assert result.json["request_id"] == result.headers["x-request-id"]
     assert "SECRET-CLI-OUTPUT" not in result.text
 
 
@@ -140,7 +160,8 @@ def test_index_lists_every_endpoint_with_parameters(client):
     assert result.status_code == 200
     assert result.json["service"] == "burner-api"
     endpoints = {e["path"]: e for e in result.json["endpoints"]}
-    assert set(endpoints) == {"/", "/id", "/uuid", "/string", "/time", "/healthz"}
+    assert set(endpoints) == {"/", "/id", "/uuid", "/string", "/time", "/healthz", "/readyz",
+                              "/metrics", "/openapi.json"}
     assert "1 to 64" in endpoints["/id"]["parameters"]["bytes"]
     assert "default 24" in endpoints["/string"]["parameters"]["length"]
 
@@ -161,3 +182,148 @@ def test_application_is_built_lazily_from_the_environment(monkeypatch, tmp_path)
     client = falcon.testing.TestClient(module.application)
     assert client.simulate_get("/healthz").status_code == 200
     assert module.app is module.application
+
+
+@pytest.mark.parametrize(("sent", "echoed"), [
+    ("abc-123", True),
+    ("7f1c2a.req:42_x", True),
+    ("", False),
+    ("has space", False),
+    ("x" * 129, False),
+    ("evil\u00e9", False),
+])
+def test_request_id_is_echoed_when_plain_else_generated(client, sent, echoed):
+    result = client.simulate_get("/uuid", headers={"X-Request-ID": sent} if sent else {})
+    request_id = result.headers["x-request-id"]
+    assert (request_id == sent) is echoed
+    assert 1 <= len(request_id) <= 128
+
+
+def test_error_body_carries_the_request_id_sent(client):
+    result = client.simulate_get("/id", query_string="bytes=0", headers={"X-Request-ID": "r-1"})
+    assert result.json["request_id"] == "r-1"
+    assert client.simulate_get("/nope", headers={"X-Request-ID": "r-2"}).json["request_id"] == "r-2"
+
+
+@pytest.fixture
+def token_client(burner, tmp_path):
+    """A client on an app that requires the bearer token ``s3cret``."""
+    settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path), "INFRA_API_TOKEN": "s3cret"})
+    return falcon.testing.TestClient(infra_api.create_app(settings, burner=burner))
+
+
+@pytest.mark.parametrize(("path", "authorization", "status"), [
+    ("/uuid", None, 401),
+    ("/uuid", "Bearer wrong", 401),
+    ("/uuid", "Bearer s3cre", 401),
+    ("/uuid", "Basic s3cret", 401),
+    ("/uuid", "s3cret", 401),
+    ("/uuid", "Bearer s3cret", 200),
+    ("/uuid", "bearer s3cret", 200),
+    ("/", None, 401),
+    ("/readyz", None, 401),
+    ("/metrics", None, 401),
+    ("/openapi.json", None, 401),
+    ("/nope", None, 404),
+    ("/healthz", None, 200),
+    ("/healthz", "Bearer wrong", 200),
+])
+def test_token_is_required_everywhere_but_healthz(token_client, burner, path, authorization, status):
+    headers = {"Authorization": authorization} if authorization else {}
+    result = token_client.simulate_get(path, headers=headers)
+    assert result.status_code == status
+    if status != 200:
+        assert "s3cret" not in result.text
+    if status == 401:
+        assert result.json["code"] == "unauthorized"
+        assert result.headers["www-authenticate"].startswith("Bearer")
+        assert "s3cret" not in result.text
+        assert burner.requests == []
+
+
+def test_without_a_token_no_authorization_is_needed(client):
+    assert client.simulate_get("/uuid").status_code == 200
+
+
+class BlockingBurner(FakeBurner):
+    """Holds every run until released, so a test can fill the slots."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def run(self, request: BurnerRequest):
+        self.entered.release()
+        self.release.wait(10)
+        return super().run(request)
+
+
+def test_full_slots_answer_503_with_retry_after_and_create_nothing(tmp_path):
+    settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path), "INFRA_API_MAX_INFLIGHT": "2"})
+    burner = BlockingBurner()
+    client = falcon.testing.TestClient(infra_api.create_app(settings, burner=burner))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        running = [pool.submit(client.simulate_get, "/uuid") for _ in range(2)]
+        assert burner.entered.acquire(timeout=10) and burner.entered.acquire(timeout=10)
+        refused = client.simulate_get("/uuid")
+        burner.release.set()
+        assert [f.result().status_code for f in running] == [200, 200]
+    assert refused.status_code == 503
+    assert refused.json["code"] == "overloaded"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert len(burner.requests) == 2
+    assert client.simulate_get("/uuid").status_code == 200  # slots are given back
+
+
+@pytest.mark.parametrize(("checks", "status", "state"), [
+    ({"engine": True, "program_venv": True, "state_dir": True}, 200, "ready"),
+    ({"engine": False, "program_venv": True, "state_dir": True}, 503, "not_ready"),
+    ({"engine": True, "program_venv": False, "state_dir": True}, 503, "not_ready"),
+    ({"engine": True, "program_venv": True, "state_dir": False}, 503, "not_ready"),
+])
+def test_readyz_is_503_until_every_check_passes(client, burner, checks, status, state):
+    burner.checks = checks
+    result = client.simulate_get("/readyz")
+    assert result.status_code == status
+    assert result.json == {"status": state, "checks": checks}
+
+
+def test_metrics_count_requests_by_route_and_status(client):
+    client.simulate_get("/uuid")
+    client.simulate_get("/id", query_string="bytes=0")
+    result = client.simulate_get("/metrics")
+    assert result.status_code == 200
+    assert result.headers["content-type"].startswith("text/plain")
+    text = result.text
+    assert 'burner_http_requests_total{method="GET",route="/uuid",status="200"} 1.0' in text
+    assert 'burner_http_requests_total{method="GET",route="/id",status="400"} 1.0' in text
+    assert "burner_inflight_stacks 0.0" in text
+    assert "burner_reaped_stacks_total 0.0" in text
+
+
+def test_engine_failures_are_counted_by_code_and_phase(tmp_path):
+    settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
+    fake = FakeBurner(DeadlineError("up", "burner-x", 5))
+    client = falcon.testing.TestClient(infra_api.create_app(settings, burner=fake))
+    client.simulate_get("/uuid")
+    text = client.simulate_get("/metrics").text
+    assert 'burner_failures_total{code="deadline_exceeded",phase="up"} 1.0' in text
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"])
+def test_openapi_documents_every_route_and_the_auth_it_needs(tmp_path, token, burner):
+    environ = {"INFRA_API_STATE_DIR": str(tmp_path), "INFRA_API_TOKEN": token or ""}
+    app = infra_api.create_app(Settings.from_environ(environ), burner=burner)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    client = falcon.testing.TestClient(app)
+    document = client.simulate_get("/openapi.json", headers=headers).json
+    assert document["openapi"].startswith("3.1")
+    served = {e["path"] for e in client.simulate_get("/", headers=headers).json["endpoints"]}
+    assert set(document["paths"]) == served
+    uuid_responses = document["paths"]["/uuid"]["get"]["responses"]
+    assert {"200", "400", "502", "503", "504"} <= set(uuid_responses)
+    assert ("401" in uuid_responses) is (token is not None)
+    assert "401" not in document["paths"]["/healthz"]["get"]["responses"]
+    params = {p["name"]: p["schema"] for p in document["paths"]["/id"]["get"]["parameters"]}
+    assert (params["bytes"]["minimum"], params["bytes"]["maximum"]) == (1, 64)

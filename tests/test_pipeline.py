@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +20,8 @@ PHASES = ["ensure_venv", "create_stack", "configure", "refresh", "up", "read_out
 
 def assert_cleaned_up(result_stack: str, settings) -> None:
     assert result_stack not in burner_stacks(settings)
-    assert not list(Path(tempfile.gettempdir()).glob(result_stack + "-*"))
+    assert not (settings.work_dir / result_stack).exists()
+    assert not (settings.owners_dir / f"{result_stack}.json").exists()
 
 
 def test_uuid_stack_runs_every_phase_and_leaves_nothing(live_pipeline, live_settings):

@@ -54,6 +54,10 @@ def test_values_are_parsed(tmp_path):
     ("INFRA_API_MAX_INFLIGHT", "1.5"),
     ("INFRA_API_LOG_LEVEL", "LOUD"),
     ("INFRA_API_STATE_DIR", "file://"),
+    ("INFRA_API_LOG_FORMAT", "xml"),
+    ("INFRA_API_REAP_INTERVAL", "0"),
+    ("INFRA_API_CANCEL_GRACE", "never"),
+    ("INFRA_API_ORPHAN_AGE", "200"),
 ])
 def test_bad_value_names_the_variable(variable, value):
     with pytest.raises(SettingsError) as info:
@@ -87,3 +91,30 @@ def test_generated_passphrase_is_private_and_stable(tmp_path):
     assert ensure_passphrase(settings) == first
     given = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "x"})
     assert ensure_passphrase(given) == "x"
+
+
+def test_hardening_settings_are_parsed(tmp_path):
+    settings = Settings.from_environ({
+        "INFRA_API_LOG_FORMAT": "json",
+        "INFRA_API_REAP_INTERVAL": "5",
+        "INFRA_API_ORPHAN_AGE": "600",
+        "INFRA_API_CANCEL_GRACE": "3",
+        "INFRA_API_PROGRAM_DIR": str(tmp_path),
+    })
+    assert (settings.log_format, settings.reap_interval) == ("json", 5.0)
+    assert (settings.orphan_age, settings.cancel_grace) == (600.0, 3.0)
+    assert settings.program_dir == tmp_path
+
+
+def test_orphan_age_defaults_to_well_above_a_long_request_timeout():
+    assert Settings.from_environ({}).orphan_age == 900.0
+    assert Settings.from_environ({"INFRA_API_REQUEST_TIMEOUT": "1000"}).orphan_age == 3000.0
+
+
+def test_state_dir_is_created_private(tmp_path):
+    from infra.basic import make_state_dirs
+
+    settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path / "state")})
+    make_state_dirs(settings)
+    assert settings.state_dir.stat().st_mode & 0o777 == 0o700
+    assert settings.backend_dir.is_dir() and settings.work_dir.is_dir()

@@ -1,0 +1,75 @@
+"""Log context (request id and stack name on every line) and an optional JSON line format."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+stack_name: contextvars.ContextVar[str] = contextvars.ContextVar("stack_name", default="-")
+
+TEXT_FORMAT = ("%(asctime)s [%(process)d] %(levelname)s %(name)s "
+               "[req=%(request_id)s stack=%(stack)s]: %(message)s")
+
+
+@contextmanager
+def bound(var: contextvars.ContextVar[str], value: str) -> Iterator[None]:
+    """Set a log context variable for the duration of a block."""
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Adds ``request_id`` and ``stack`` to every record (``-`` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Annotate the record; never drops it."""
+        record.request_id = request_id.get()
+        record.stack = stack_name.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, pid, request id, stack, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record as a JSON line."""
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "request_id": getattr(record, "request_id", "-"),
+            "stack": getattr(record, "stack", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def dict_config(level: str, log_format: str, extra_loggers: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` mapping: everything to stderr with the context filter."""
+    formatter: dict[str, Any] = (
+        {"()": "infra.logs.JsonFormatter"} if log_format == "json" else {"format": TEXT_FORMAT})
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": "infra.logs.ContextFilter"}},
+        "formatters": {"generic": formatter},
+        "handlers": {
+            "error_console": {"class": "logging.StreamHandler", "formatter": "generic",
+                              "filters": ["context"], "stream": "ext://sys.stderr"},
+        },
+        "root": {"level": level, "handlers": ["error_console"]},
+        "loggers": extra_loggers or {},
+    }

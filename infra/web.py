@@ -1,0 +1,148 @@
+"""HTTP plumbing shared by every route: request ids, auth, metrics and the one error mapping."""
+
+from __future__ import annotations
+
+import hmac
+import http
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import falcon
+
+from infra import logs
+from infra.errors import EngineError, InfraError, OverloadedError, ParameterError, UnauthorizedError
+from infra.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client's id is echoed only if it is short and plain: it goes into log lines and headers.
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+class RequestContext:
+    """Gives every request an id (echoed or generated), binds it to logs, counts the result."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Pick the request id and start the clock."""
+        given = req.get_header(REQUEST_ID_HEADER) or ""
+        req.context.request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        req.context.started = time.perf_counter()
+        req.context.log_token = logs.request_id.set(req.context.request_id)
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         req_succeeded: bool) -> None:
+        """Echo the id, record metrics, log one line, and unbind the id."""
+        resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
+        seconds = time.perf_counter() - req.context.started
+        route = req.uri_template or "unmatched"
+        status = resp.status_code
+        self._metrics.requests.labels(route, req.method, str(status)).inc()
+        self._metrics.request_seconds.labels(route).observe(seconds)
+        logger.info("%s %s -> %d in %.0f ms", req.method, req.path, status, seconds * 1000)
+        logs.request_id.reset(req.context.log_token)
+
+
+class BearerAuth:
+    """Requires ``Authorization: Bearer <token>`` on every route except ``/healthz``."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         params: dict[str, Any]) -> None:
+        """Raise UnauthorizedError unless the request carries the token (after routing)."""
+        if req.path in OPEN_PATHS:
+            return
+        scheme, _, credential = (req.get_header("Authorization") or "").partition(" ")
+        # compare_digest takes the same time wherever the first difference is.
+        if not (scheme.lower() == "bearer"
+                and hmac.compare_digest(credential.strip().encode(), self._token)):
+            raise UnauthorizedError("missing or wrong bearer token")
+
+
+class ErrorMapper:
+    """Turns every error into a JSON body with a stable ``code`` and the request id, once."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def install(self, app: falcon.App) -> None:
+        """Register the handlers and the serializer on ``app``."""
+        app.set_error_serializer(self.serialize_http_error)
+        app.add_error_handler(Exception, self.handle_unexpected)
+        app.add_error_handler(InfraError, self.handle_infra_error)
+
+    def handle_infra_error(self, req: falcon.Request, resp: falcon.Response, ex: InfraError,
+                           params: dict[str, Any]) -> None:
+        """Map the error tree: status and code come from the class, details from the instance."""
+        body: dict[str, Any] = {"title": ex.title, "code": ex.code}
+        if isinstance(ex, ParameterError):
+            logger.info("rejected: %s", ex)
+            body.update(parameter=ex.parameter, value=ex.value, allowed=ex.allowed,
+                        description=f"invalid {ex.parameter}={ex.value!r}; allowed: {ex.allowed}")
+        elif isinstance(ex, UnauthorizedError):
+            logger.warning("unauthorized: %s %s", req.method, req.path)
+            resp.set_header("WWW-Authenticate", 'Bearer realm="burner-api"')
+            body["description"] = "send the token as 'Authorization: Bearer <token>'"
+        elif isinstance(ex, OverloadedError):
+            logger.warning("overloaded: %s", ex)
+            self._metrics.rejected.inc()
+            resp.set_header("Retry-After", str(ex.retry_after))
+            body.update(retry_after=ex.retry_after,
+                        description=f"all {ex.limit} burner slots are busy; retry later")
+        elif isinstance(ex, EngineError):
+            # The exception chain carries the CLI's output: it goes to the log, never the body.
+            logger.error("%s %s: %s", req.method, req.path, ex, exc_info=ex)
+            self._metrics.failures.labels(ex.code, ex.phase).inc()
+            body.update(stack=ex.stack, phase=ex.phase,
+                        description=f"the {ex.phase} step {_failure(ex)}; the server log has details")
+        else:
+            logger.error("%s %s: %s", req.method, req.path, ex, exc_info=ex)
+            self._metrics.failures.labels(ex.code, "-").inc()
+            body["description"] = "see the server log"
+        self._respond(req, resp, ex.status, body)
+
+    def handle_unexpected(self, req: falcon.Request, resp: falcon.Response, ex: Exception,
+                          params: dict[str, Any]) -> None:
+        """Anything not raised on purpose: 500 with no detail, the traceback to the log."""
+        if isinstance(ex, falcon.HTTPError):  # falcon's own 404/405/... keep their status
+            raise ex
+        logger.error("%s %s: unexpected error", req.method, req.path, exc_info=ex)
+        self._metrics.failures.labels("internal_error", "-").inc()
+        self._respond(req, resp, 500, {"title": InfraError.title, "code": InfraError.code,
+                                       "description": "see the server log"})
+
+    def serialize_http_error(self, req: falcon.Request, resp: falcon.Response,
+                             ex: falcon.HTTPError) -> None:
+        """JSON for falcon's own errors (404, 405, ...) whatever the Accept header says."""
+        body: dict[str, Any] = dict(ex.to_dict())
+        body["code"] = _code_of(ex.status_code)
+        body.setdefault("description", ex.title)
+        self._respond(req, resp, ex.status_code, body)
+
+    @staticmethod
+    def _respond(req: falcon.Request, resp: falcon.Response, status: int,
+                 body: dict[str, Any]) -> None:
+        resp.status = status
+        resp.content_type = falcon.MEDIA_JSON
+        body["request_id"] = getattr(req.context, "request_id", None) or uuid.uuid4().hex
+        resp.media = body
+
+
+def _failure(ex: EngineError) -> str:
+    return "was cancelled at the request timeout" if ex.status == 504 else "failed"
+
+
+def _code_of(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "http_error"
