@@ -8,12 +8,19 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
-from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc, resource_pb2, resource_pb2_grpc
 
 from offline_pulumi import values
 from offline_pulumi.engine.deployment import Deployment, Registration, StepFailed
 from offline_pulumi.engine.events import EventStream
+from offline_pulumi.engine.protos import module
 from offline_pulumi.errors import CLIError
+
+engine_pb2 = module("engine_pb2")
+engine_pb2_grpc = module("engine_pb2_grpc")
+resource_pb2 = module("resource_pb2")
+resource_pb2_grpc = module("resource_pb2_grpc")
+_MonitorServicer: Any = resource_pb2_grpc.ResourceMonitorServicer
+_EngineServicer: Any = engine_pb2_grpc.EngineServicer
 
 _SEVERITIES = {0: "debug", 1: "info", 2: "warning", 3: "error"}
 _FEATURES = {"secrets": resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
@@ -36,10 +43,10 @@ def to_struct(value: dict[str, Any]) -> struct_pb2.Struct:
     return struct
 
 
-class ResourceMonitor(resource_pb2_grpc.ResourceMonitorServicer):
+class ResourceMonitor(_MonitorServicer):
     """Turns RegisterResource calls into deployment steps."""
 
-    def __init__(self, deployment: Deployment, info: resource_pb2.DeploymentInfo) -> None:
+    def __init__(self, deployment: Deployment, info: Any) -> None:
         self.deployment = deployment
         self.info = info
 
@@ -90,7 +97,7 @@ class ResourceMonitor(resource_pb2_grpc.ResourceMonitorServicer):
                       "supported by the offline engine")
 
 
-class Engine(engine_pb2_grpc.EngineServicer):
+class Engine(_EngineServicer):
     """Receives the program's log messages."""
 
     def __init__(self, events: EventStream, deployment: Deployment) -> None:
@@ -119,7 +126,7 @@ class Engine(engine_pb2_grpc.EngineServicer):
 
 
 def serve(deployment: Deployment, events: EventStream,
-          info: resource_pb2.DeploymentInfo, workers: int,
+          info: Any, workers: int,
           port: int = 0) -> tuple[grpc.Server, str]:
     """Start both services on one loopback port; return the server and its address."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),

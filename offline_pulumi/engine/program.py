@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from offline_pulumi.engine import hosted
 from offline_pulumi.engine.events import EventStream
 from offline_pulumi.errors import CLIError, UnsupportedError
 from offline_pulumi.project import Project
@@ -70,7 +71,7 @@ class LocalProgram:
         self.run = run
         self.engine_address = engine_address
         self.events = events
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | hosted.HostedProcess | None = None
         self._readers: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -89,9 +90,11 @@ class LocalProgram:
                 "--dry_run", "true" if run.dry_run else "false",
                 "--parallel", str(run.parallel), "--organization", "organization",
                 run.project.entry_point]
-        self.process = subprocess.Popen(argv, cwd=run.project.program_dir, env=env,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
+        hosted_process = hosted.spawn(python, argv[2:], env, run.project.program_dir) \
+            if hosted.enabled() else None
+        self.process = hosted_process or subprocess.Popen(
+            argv, cwd=run.project.program_dir, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         readers = [threading.Thread(target=self._pump, args=(stream, severity), daemon=True)
                    for stream, severity in ((self.process.stdout, "info"),
                                             (self.process.stderr, "info#err"))]
@@ -150,7 +153,11 @@ class InlineProgram:
     def wait(self) -> str | None:
         """Call LanguageRuntime.Run on the client and translate its answer."""
         import grpc
-        from pulumi.runtime.proto import language_pb2, language_pb2_grpc
+
+        from offline_pulumi.engine.protos import module
+
+        language_pb2 = module("language_pb2")
+        language_pb2_grpc = module("language_pb2_grpc")
 
         run = self.run
         info = language_pb2.ProgramInfo(root_directory=str(run.project.root),

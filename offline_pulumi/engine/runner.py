@@ -85,9 +85,7 @@ def free_port() -> int:
 def _serve(project: Project, stack: str, deployment: Deployment, events: EventStream,
            config: dict[str, str], secret_keys: list[str], parallel: int,
            port: int) -> tuple[Any, str]:
-    from pulumi.runtime.proto import resource_pb2
-
-    from offline_pulumi.engine.monitor import serve
+    from offline_pulumi.engine.monitor import resource_pb2, serve
 
     info = resource_pb2.DeploymentInfo(
         project=project.name, stack=stack, organization="organization", config=config,

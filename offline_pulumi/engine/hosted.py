@@ -1,0 +1,132 @@
+"""Running programs in a warm program host (opt-in: ``OFFLINE_PULUMI_PROGRAM_HOST=1``).
+
+The host (``offline_pulumi/program_host.py``) is started on first use with the program's own
+interpreter, imports the Pulumi SDK once, and forks a child per run, which saves the SDK's
+import time on every ``up``. The child is a process like any other: the engine gets its
+output on pipes, can signal it, and learns its exit code. Without a running host the program
+is started the ordinary way and a host is started in the background for the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import IO
+
+HOST_SCRIPT = Path(__file__).resolve().parent.parent / "program_host.py"
+DEFAULT_IDLE_SECONDS = 600
+
+
+def enabled() -> bool:
+    """Whether the caller asked for warm program hosts."""
+    return os.environ.get("OFFLINE_PULUMI_PROGRAM_HOST", "").lower() in ("1", "true", "yes")
+
+
+def socket_path(python: str) -> Path | None:
+    """The host socket of an interpreter; None if the private directory is not safe to use."""
+    directory = Path(tempfile.gettempdir()) / f"offline-pulumi-hosts-{os.getuid()}"
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        info = directory.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    # A new interpreter, engine code or set of installed packages gets a new host.
+    venv_lib = Path(python).resolve().parent.parent / "lib"
+    stamp = [python, *(str(p.stat().st_mtime_ns) for p in
+                       (HOST_SCRIPT, HOST_SCRIPT.with_name("language_exec.py")))]
+    if venv_lib.is_dir():
+        stamp += [str(p.stat().st_mtime_ns) for p in venv_lib.glob("python*/site-packages")]
+    digest = hashlib.sha256("\0".join(stamp).encode()).hexdigest()[:20]
+    return directory / f"{digest}.sock"
+
+
+class HostedProcess:
+    """A program child of the host, with the parts of ``Popen`` the engine uses."""
+
+    def __init__(self, pid: int, conn: socket.socket, stdout: IO[bytes],
+                 stderr: IO[bytes]) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self._conn = conn
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the child's exit code (a child killed by a signal reports none)."""
+        if self.returncode is None:
+            self._conn.settimeout(timeout)
+            try:
+                data = self._conn.makefile("rb").readline()
+            except TimeoutError:
+                raise subprocess.TimeoutExpired("program", timeout or 0) from None
+            self.returncode = int(data) if data.strip() else -signal.SIGKILL
+            self._conn.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        """The exit code if the child has finished."""
+        try:
+            return self.wait(0.001)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the child."""
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            return
+
+    def kill(self) -> None:
+        """Kill the child."""
+        self.send_signal(signal.SIGKILL)
+
+
+def spawn(python: str, argv: list[str], env: dict[str, str], cwd: Path) -> HostedProcess | None:
+    """Run ``argv`` (the exec script's arguments) in the warm host; None if there is none yet."""
+    path = socket_path(python)
+    if path is None:
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(str(path))
+    except OSError:
+        conn.close()
+        _start_host(python, path, env)
+        return None
+    payload = json.dumps({"argv": argv, "env": env, "cwd": str(cwd)}).encode()
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    stdin = os.open(os.devnull, os.O_RDONLY)
+    try:
+        socket.send_fds(conn, [f"{len(payload):08d}".encode()], [stdin, out_write, err_write])
+        conn.sendall(payload)
+        pid = int(conn.makefile("rb").readline() or b"0")
+    except (OSError, ValueError):
+        pid = 0
+    finally:
+        for fd in (stdin, out_write, err_write):
+            os.close(fd)
+    if pid <= 0:
+        conn.close()
+        os.close(out_read)
+        os.close(err_read)
+        return None
+    return HostedProcess(pid, conn, os.fdopen(out_read, "rb"), os.fdopen(err_read, "rb"))
+
+
+def _start_host(python: str, path: Path, env: dict[str, str]) -> None:
+    """Start a host in the background for the next run (a stale socket file is replaced)."""
+    path.unlink(missing_ok=True)
+    idle = os.environ.get("OFFLINE_PULUMI_PROGRAM_HOST_IDLE", str(DEFAULT_IDLE_SECONDS))
+    subprocess.Popen([python, str(HOST_SCRIPT), str(path), idle], env=env,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)

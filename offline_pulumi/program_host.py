@@ -1,0 +1,125 @@
+"""A warm program host: a process of the program's interpreter that has already imported the
+Pulumi SDK and forks one child per program run.
+
+Executed by the program's own interpreter (like ``language_exec.py``), so it imports nothing
+from ``offline_pulumi``. Importing ``pulumi`` costs about 0.2 s; a fork costs milliseconds.
+Protocol on a unix socket (private 0700 directory): the engine sends an 8-byte length with
+three descriptors (stdin, stdout, stderr), then a JSON request ``{argv, env, cwd}``; the host
+answers ``<child pid>\\n``, and the child writes ``<exit code>\\n`` when the program ends (EOF
+without it means the child was killed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _read_exact(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def _warm_up() -> object:
+    """Import the SDK, the installed provider SDKs and the exec script's ``main``."""
+    import importlib
+    import pkgutil
+
+    import pulumi
+    import pulumi.runtime  # noqa: F401
+
+    for module in pkgutil.iter_modules():
+        if module.name.startswith("pulumi_"):
+            try:
+                importlib.import_module(module.name)
+            except Exception:  # a provider SDK that fails to import just stays cold
+                continue
+    sys.path.insert(0, HERE)
+    try:
+        import language_exec
+    finally:
+        sys.path.remove(HERE)
+    return language_exec.main
+
+
+def _child(conn: socket.socket, fds: list[int], request: dict, run: object) -> None:
+    """In the forked child: become the program process and report its exit code."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.setpgid(0, 0)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    code = 1
+    try:
+        code = run(request["argv"])  # type: ignore[operator]
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            conn.sendall(f"{code}\n".encode())
+        finally:
+            os._exit(code)
+
+
+def serve(path: str, idle_seconds: float) -> None:
+    """Accept program runs until idle for ``idle_seconds``."""
+    run = _warm_up()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+    except OSError:
+        return  # another host won the race for this socket
+    listener.listen(64)
+    listener.settimeout(idle_seconds)
+    # Children are reaped automatically; each reports its own exit code on its connection.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                return
+            with conn:
+                try:
+                    header, fds, _, _ = socket.recv_fds(conn, 8, 3)
+                    header += _read_exact(conn, 8 - len(header))
+                    request = json.loads(_read_exact(conn, int(header)))
+                except (OSError, ValueError, EOFError):
+                    continue
+                if len(fds) != 3:
+                    for fd in fds:
+                        os.close(fd)
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    listener.close()
+                    _child(conn, fds, request, run)
+                for fd in fds:
+                    os.close(fd)
+                conn.sendall(f"{pid}\n".encode())
+    finally:
+        listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], float(sys.argv[2]))
