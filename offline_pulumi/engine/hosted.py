@@ -45,7 +45,9 @@ def socket_path(python: str) -> Path | None:
     if venv_lib.is_dir():
         stamp += [str(p.stat().st_mtime_ns) for p in venv_lib.glob("python*/site-packages")]
     digest = hashlib.sha256("\0".join(stamp).encode()).hexdigest()[:20]
-    return directory / f"{digest}.sock"
+    path = directory / f"{digest}.sock"
+    # A unix socket path must fit in 108 bytes; a deep TMPDIR just means no host.
+    return path if len(str(path)) < 100 else None
 
 
 class HostedProcess:

@@ -1,0 +1,52 @@
+"""The opt-in warm program host: programs forked from a process with the SDK imported."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.engine_support import (  # noqa: F401 - fixtures
+    Engine,
+    engine_command_fixture,
+    engine_fixture,
+    plain_outputs,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_without_the_option_the_engine_starts_the_program_itself(engine: Engine, monkeypatch):
+    monkeypatch.delenv("OFFLINE_PULUMI_PROGRAM_HOST", raising=False)
+    outputs = plain_outputs(engine.stack("parent").up().outputs)
+    assert "bin/pulumi" in outputs["parent"]
+    assert " up " in outputs["parent"]
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temp dir short enough to hold a unix socket path."""
+    path = Path(tempfile.mkdtemp(prefix="host-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_host_runs_later_programs_with_the_same_results(engine: Engine, monkeypatch, short_tmp):
+    monkeypatch.setenv("OFFLINE_PULUMI_PROGRAM_HOST", "1")
+    monkeypatch.setenv("OFFLINE_PULUMI_PROGRAM_HOST_IDLE", "20")
+    monkeypatch.setenv("TMPDIR", str(short_tmp))  # a host of this test's own
+    stack = engine.stack("parent")
+    first = stack.up()
+    assert first.summary.resource_changes == {"create": 2}
+    # The first run starts the host in the background; wait until it listens.
+    wait_for(lambda: list(short_tmp.glob("offline-pulumi-hosts-*/*.sock")), what="host socket")
+    second = stack.up()
+    assert second.summary.resource_changes == {"same": 2}
+    assert plain_outputs(second.outputs)["suffix"] == plain_outputs(first.outputs)["suffix"]
+    assert "program_host.py" in plain_outputs(second.outputs)["parent"]
+    stack.destroy()
+    assert stack.outputs() == {}
