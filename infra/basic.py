@@ -211,6 +211,9 @@ class Pipeline:
                     "PULUMI_SKIP_UPDATE_CHECK": "true",
                     # Burner stacks live for one request: checkpoint backups would only pile up.
                     "PULUMI_DIY_BACKEND_DISABLE_CHECKPOINT_BACKUPS": "true",
+                    # The offline engine forks programs from a process that has the Pulumi
+                    # SDK imported already (the real CLI ignores this).
+                    "OFFLINE_PULUMI_PROGRAM_HOST": "1",
                 }
                 if settings.passphrase is None:
                     # The generated passphrase sits in the state dir already, so caching the
