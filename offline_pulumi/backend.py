@@ -6,13 +6,10 @@ import json
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from offline_pulumi.errors import (
@@ -29,8 +26,7 @@ ORG = "organization"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
-@dataclass(frozen=True)
-class StackRef:
+class StackRef(NamedTuple):
     """A stack of a project in the backend."""
 
     project: str
@@ -84,6 +80,8 @@ def _logged_in_url() -> str | None:
 
 def now_rfc3339() -> str:
     """The current UTC time with nanosecond-style precision, as Go writes it."""
+    from datetime import UTC, datetime
+
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -157,7 +155,7 @@ class FileBackend:
         path = self.checkpoint_path(ref)
         if backup and path.exists():
             bak = path.with_name(path.name + ".bak")
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.bak")
+            tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.bak")
             os.link(path, tmp)
             os.replace(tmp, bak)
         checkpoint = {"version": 3, "checkpoint": {"stack": ref.fqn, "latest": latest}}
@@ -207,6 +205,8 @@ class FileBackend:
         """Hold the stack's lock; raise StackLocked if another process holds it."""
         directory = self.lock_dir(ref)
         directory.mkdir(parents=True, exist_ok=True)
+        import uuid
+
         own = directory / f"{uuid.uuid4()}.json"
         self._raise_if_locked(directory, own)
         import socket

@@ -7,15 +7,17 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offline_pulumi.args import Parsed
 from offline_pulumi.backend import ORG, FileBackend, StackRef, parse_stack_ref, resolve_backend_url
-from offline_pulumi.crypto import PassphraseManager
 from offline_pulumi.errors import CLIError, UnsupportedError
 from offline_pulumi.fileio import write_json_atomic
 from offline_pulumi.project import PROJECT_FILES, Project, load_project, pulumi_home
 from offline_pulumi.stackconfig import StackSettings
+
+if TYPE_CHECKING:
+    from offline_pulumi.crypto import PassphraseManager
 
 
 class Context:
@@ -77,6 +79,8 @@ class Context:
     def secrets_manager(self, settings: StackSettings,
                         latest: dict[str, Any] | None) -> PassphraseManager:
         """The stack's passphrase manager (salt from the stack file, else the checkpoint)."""
+        from offline_pulumi.crypto import PassphraseManager
+
         salt = settings.salt
         providers = (latest or {}).get("secrets_providers") or {}
         if not salt and providers:

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from offline_pulumi.errors import EXIT_CONFIG_ERROR, CLIError
 
 PROJECT_FILES = ("Pulumi.yaml", "Pulumi.yml", "Pulumi.json")
 
 
-@dataclass(frozen=True)
-class Project:
-    """What the engine needs from a project file."""
+class Project(NamedTuple):
+    """What the engine needs from a project file (a NamedTuple: cheap to import)."""
 
     name: str
     root: Path
     runtime: str
-    runtime_options: dict[str, Any] = field(default_factory=dict)
-    main: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    backend_url: str | None = None
+    runtime_options: dict[str, Any]
+    main: str | None
+    config: dict[str, Any]
+    backend_url: str | None
 
     @property
     def program_dir(self) -> Path:
@@ -50,6 +48,33 @@ def load_yaml(path: Path) -> Any:
         return yaml.load(handle, Loader=loader)
 
 
+def _parse_project_file(path: Path) -> Any:
+    """Parse a project file through a cache keyed by its exact text.
+
+    Every CLI process reads the project file, and importing a YAML parser costs more than
+    the rest of a quick command; the same text always parses to the same data.
+    """
+    import json
+    import zlib
+
+    text = path.read_bytes()
+    cache = pulumi_home() / "offline-cache" / f"project-{zlib.crc32(text):08x}-{len(text)}.json"
+    try:
+        cached = json.loads(cache.read_bytes())
+        if cached["text"] == text.decode():
+            return cached["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no usable cache entry: parse below
+    data = load_yaml(path)
+    try:
+        from offline_pulumi.fileio import write_json_atomic
+
+        write_json_atomic(cache, {"text": text.decode(), "data": data})
+    except (OSError, TypeError, ValueError):
+        pass  # an unwritable cache, or YAML values JSON cannot hold, only cost speed
+    return data
+
+
 def find_project_file(start: Path) -> Path | None:
     """The first project file in ``start`` or its parents, like the real CLI."""
     for directory in (start, *start.parents):
@@ -70,7 +95,7 @@ def load_project(cwd: Path | None = None) -> Project:
             "If you have not created a project yet, use `pulumi new` to do so",
             EXIT_CONFIG_ERROR,
         )
-    data = load_yaml(path)
+    data = _parse_project_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         raise CLIError(f"project file {path} must set a string 'name'", EXIT_CONFIG_ERROR)
     runtime = data.get("runtime")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,12 @@ def split_path(key: str) -> tuple[str, list[str | int]]:
     return f"{namespace}:{segments[0]}", segments[1:]
 
 
-@dataclass
 class StackSettings:
     """The parsed ``Pulumi.<stack>.yaml`` of one stack."""
 
-    path: Path
-    data: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, path: Path, data: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.data: dict[str, Any] = data if data is not None else {}
 
     @classmethod
     def load(cls, project: Project, stack: str) -> StackSettings:

@@ -139,11 +139,13 @@ def _load(context: Context) -> tuple[StackRef, dict[str, Any] | None, StackSetti
 def output(parsed: Parsed) -> None:
     """Print the stack's outputs; secrets masked unless ``--show-secrets``."""
     context = Context(parsed)
-    _, latest, settings = _load(context)
+    ref = context.stack_ref()
+    latest = context.backend.read_latest(ref)
     root = stack_resource(latest)
     outputs: dict[str, Any] = dict((root or {}).get("outputs") or {})
     if parsed.has("show-secrets"):
         if values.contains_secret(outputs):
+            settings = StackSettings.load(context.project, ref.name)
             crypter = context.secrets_manager(settings, latest).crypter
             outputs = values.plain(values.from_state(outputs, crypter.decrypt))
     else:
@@ -169,7 +171,8 @@ def output(parsed: Parsed) -> None:
 def history(parsed: Parsed) -> None:
     """Print the stack's operations, newest first, in the Automation API's JSON form."""
     context = Context(parsed)
-    ref, latest, settings = _load(context)
+    ref = context.stack_ref()
+    context.backend.require(ref)
     entries = context.backend.read_history(ref)
     size = int(parsed.value("page-size") or DEFAULT_HISTORY_PAGE)
     page = max(int(parsed.value("page") or 1), 1)
@@ -178,7 +181,10 @@ def history(parsed: Parsed) -> None:
     show = parsed.has("show-secrets")
     needs_key = show and any(is_secure(v) for e in entries for v in (e.get("config") or {})
                              .values())
-    crypter = context.secrets_manager(settings, latest).crypter if needs_key else None
+    crypter = None
+    if needs_key:
+        settings = StackSettings.load(context.project, ref.name)
+        crypter = context.secrets_manager(settings, context.backend.read_latest(ref)).crypter
     rows = [_history_row(entry, crypter, show) for entry in entries]
     if parsed.has("json") or parsed.has("j"):
         print(json.dumps(rows, indent=2))
