@@ -209,10 +209,8 @@ class FileBackend:
 
         own = directory / f"{uuid.uuid4()}.json"
         self._raise_if_locked(directory, own)
-        import socket
-
         content = {"pid": os.getpid(), "username": _username(),
-                   "hostname": socket.gethostname(), "timestamp": now_rfc3339()}
+                   "hostname": os.uname().nodename, "timestamp": now_rfc3339()}
         write_json_atomic(own, content)
         try:
             self._raise_if_locked(directory, own)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from offline_pulumi.crypto import Crypter
 from offline_pulumi.errors import EXIT_CONFIG_ERROR, CLIError
 from offline_pulumi.fileio import write_atomic
 from offline_pulumi.project import Project, load_yaml
+
+if TYPE_CHECKING:
+    from offline_pulumi.crypto import Crypter
 
 _KEY_ORDER = ("secretsprovider", "encryptedkey", "encryptionsalt", "config", "environment")
 _SEGMENT = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")

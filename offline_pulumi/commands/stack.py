@@ -124,7 +124,8 @@ def rm(parsed: Parsed) -> None:
                            "delete the stack and its resources, use 'pulumi stack rm --force'")
         backend.remove(ref)
     if not parsed.has("preserve-config"):
-        StackSettings.load(context.project, ref.name).remove()
+        for suffix in ("yaml", "yml", "json"):
+            (context.project.root / f"Pulumi.{ref.name}.{suffix}").unlink(missing_ok=True)
     if context.selected() == ref.fqn:
         context.select(None)
     print(f"Stack '{ref.name}' has been removed!")

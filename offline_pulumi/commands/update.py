@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from offline_pulumi import values
 from offline_pulumi.args import Parsed
@@ -33,8 +32,7 @@ _HEADERS = {"update": "Updating", "preview": "Previewing update", "refresh": "Re
             "destroy": "Destroying"}
 
 
-@dataclass(frozen=True)
-class Operation:
+class Operation(NamedTuple):
     """Which operation runs, and whether it only previews."""
 
     kind: str           # update | refresh | destroy

@@ -10,8 +10,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from offline_pulumi import values
 from offline_pulumi.backend import now_rfc3339
@@ -31,30 +30,28 @@ class StepFailed(Exception):
     """A resource step failed; the message was reported as an error diagnostic."""
 
 
-@dataclass(frozen=True)
-class Registration:
-    """One RegisterResource request, decoded."""
+class Registration(NamedTuple):
+    """One RegisterResource request, decoded (NamedTuples: `dataclasses` is slow to import)."""
 
     type: str
     name: str
     custom: bool
+    inputs: dict[str, Any]
     parent: str = ""
-    inputs: dict[str, Any] = field(default_factory=dict)
     provider: str = ""
     version: str = ""
     protect: bool = False
     retain_on_delete: bool = False
     delete_before_replace: bool = False
     dependencies: tuple[str, ...] = ()
-    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    property_dependencies: dict[str, list[str]] | None = None
     ignore_changes: tuple[str, ...] = ()
     replace_on_changes: tuple[str, ...] = ()
     additional_secret_outputs: tuple[str, ...] = ()
     alias_urns: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Registered:
+class Registered(NamedTuple):
     """What the monitor answers: the URN, ID and outputs (in-memory form)."""
 
     urn: str
@@ -271,7 +268,7 @@ class Deployment:
         optional = {"parent": request.parent, "provider": provider,
                     "protect": request.protect, "retainOnDelete": request.retain_on_delete,
                     "dependencies": list(request.dependencies),
-                    "propertyDependencies": request.property_dependencies,
+                    "propertyDependencies": request.property_dependencies or {},
                     "additionalSecretOutputs": list(request.additional_secret_outputs)}
         state.update({k: v for k, v in optional.items() if v})
         state["created"] = (old or {}).get("created", stamp)
