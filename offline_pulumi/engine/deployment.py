@@ -10,7 +10,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from offline_pulumi import values
 from offline_pulumi.backend import now_rfc3339
@@ -21,48 +21,15 @@ from offline_pulumi.engine.providers import (
     default_provider_name,
     package_of,
 )
+from offline_pulumi.engine.steps import (
+    Registered,
+    Registration,
+    Resource,
+    StepFailed,
+    is_default_provider,
+    step_metadata,
+)
 from offline_pulumi.manifest import PROVIDER_PREFIX, STACK_TYPE
-
-Resource = dict[str, Any]
-
-
-class StepFailed(Exception):
-    """A resource step failed; the message was reported as an error diagnostic."""
-
-
-class Registration(NamedTuple):
-    """One RegisterResource request, decoded (NamedTuples: `dataclasses` is slow to import)."""
-
-    type: str
-    name: str
-    custom: bool
-    inputs: dict[str, Any]
-    parent: str = ""
-    provider: str = ""
-    version: str = ""
-    protect: bool = False
-    retain_on_delete: bool = False
-    delete_before_replace: bool = False
-    dependencies: tuple[str, ...] = ()
-    property_dependencies: dict[str, list[str]] | None = None
-    ignore_changes: tuple[str, ...] = ()
-    replace_on_changes: tuple[str, ...] = ()
-    additional_secret_outputs: tuple[str, ...] = ()
-    alias_urns: tuple[str, ...] = ()
-
-
-class Registered(NamedTuple):
-    """What the monitor answers: the URN, ID and outputs (in-memory form)."""
-
-    urn: str
-    id: str
-    outputs: dict[str, Any]
-
-
-def is_default_provider(resource: Resource) -> bool:
-    """Whether a resource is a default provider the engine made itself."""
-    return resource["type"].startswith(PROVIDER_PREFIX) and \
-        resource["urn"].rsplit("::", 1)[-1].startswith("default")
 
 
 class Deployment:
@@ -198,7 +165,7 @@ class Deployment:
             self._delete(old, op="delete-replaced", counted=False)
         started = time.monotonic()
         first_op = "create-replacement" if op == "replace" else "create"
-        self.events.step_pre(self._metadata(first_op, old, draft))
+        self.events.step_pre(step_metadata(first_op, old, draft))
         self._begin(urn, draft, "creating")
         resource_id, outputs = create()
         new = {**draft, "id": resource_id, "outputs": outputs}
@@ -212,10 +179,10 @@ class Deployment:
             self.old.pop(urn, None) if op != "same" else None
             self.changes[op] += 1
             self._save()
-        self.events.step_done(self._metadata(first_op, old, new), time.monotonic() - started)
+        self.events.step_done(step_metadata(first_op, old, new), time.monotonic() - started)
         if op == "replace":
-            self.events.step_pre(self._metadata("replace", old, new), quiet=True)
-            self.events.step_done(self._metadata("replace", old, new), 0, quiet=True)
+            self.events.step_pre(step_metadata("replace", old, new), quiet=True)
+            self.events.step_done(step_metadata("replace", old, new), 0, quiet=True)
         return new
 
     def _register_provider(self, urn: str, request: Registration,
@@ -279,7 +246,7 @@ class Deployment:
     def _run_step(self, op: str, old: Resource | None, new: Resource, counted: bool,
                   outputs_event: bool = True, quiet: bool = False) -> None:
         started = time.monotonic()
-        metadata = self._metadata(op, old, new)
+        metadata = step_metadata(op, old, new)
         self.events.step_pre(metadata, quiet=quiet)
         with self._lock:
             self.new[new["urn"]] = new
@@ -306,12 +273,6 @@ class Deployment:
                                  "old": None, "new": None, "provider": ""})
         raise StepFailed(message)
 
-    def _metadata(self, op: str, old: Resource | None, new: Resource | None) -> dict[str, Any]:
-        subject = new or old or {}
-        return {"op": op, "urn": subject.get("urn", ""), "type": subject.get("type", ""),
-                "old": _step_state(old), "new": _step_state(new), "detailedDiff": None,
-                "provider": subject.get("provider", "")}
-
     def _save(self) -> None:
         if self.persist is not None and not self.dry_run:
             self.persist(self.snapshot(), self.pending_operations())
@@ -327,7 +288,7 @@ class Deployment:
             if resource["type"] == STACK_TYPE:
                 self.stack_outputs = outputs
             self._save()
-        self.events.step_done(self._metadata("same" if urn in self.old else "create",
+        self.events.step_done(step_metadata("same" if urn in self.old else "create",
                                              None, resource), 0, quiet=True)
 
     def finish(self, succeeded: bool) -> None:
@@ -362,7 +323,7 @@ class Deployment:
     def refresh_all(self, clear_pending_creates: bool) -> None:
         """Read every resource back; the built-in providers' reads change nothing."""
         for resource in [*self.old.values(), *self.doomed]:
-            metadata = self._metadata("refresh", resource, resource)
+            metadata = step_metadata("refresh", resource, resource)
             quiet = is_default_provider(resource)
             self.events.step_pre(metadata, quiet=True)
             self.events.step_done({**metadata, "op": "same"}, 0, quiet=True)
@@ -381,7 +342,7 @@ class Deployment:
             self.failure = self.failure or message
             return
         started = time.monotonic()
-        metadata = self._metadata(op, resource, None)
+        metadata = step_metadata(op, resource, None)
         self.events.step_pre(metadata, quiet=not counted)
         with self._lock:
             if not self.dry_run:
@@ -404,12 +365,3 @@ class Deployment:
         with self._lock:
             return [*self.carried_pending, *self.in_flight.values()]
 
-
-def _step_state(resource: Resource | None) -> dict[str, Any] | None:
-    if resource is None:
-        return None
-    return {"type": resource["type"], "urn": resource["urn"],
-            "custom": resource.get("custom", False), "delete": resource.get("delete", False),
-            "id": resource.get("id", ""), "parent": resource.get("parent", ""),
-            "protect": resource.get("protect", False), "inputs": resource.get("inputs", {}),
-            "outputs": resource.get("outputs", {}), "provider": resource.get("provider", "")}

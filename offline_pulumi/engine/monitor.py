@@ -10,9 +10,10 @@ import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
 
 from offline_pulumi import values
-from offline_pulumi.engine.deployment import Deployment, Registration, StepFailed
+from offline_pulumi.engine.deployment import Deployment
 from offline_pulumi.engine.events import EventStream
 from offline_pulumi.engine.protos import module
+from offline_pulumi.engine.steps import Registration, StepFailed
 from offline_pulumi.errors import CLIError
 
 engine_pb2 = module("engine_pb2")
