@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -53,9 +54,18 @@ def _warm_up() -> object:
     return language_exec.main
 
 
+def _die_with_engine(conn: socket.socket) -> None:
+    """End this child if its engine goes away (the engine sends nothing, so EOF means gone)."""
+    with contextlib.suppress(OSError):
+        conn.recv(1)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _child(conn: socket.socket, fds: list[int], request: dict, run: object) -> None:
     """In the forked child: become the program process and report its exit code."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    import threading
+
+    threading.Thread(target=_die_with_engine, args=(conn,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.setpgid(0, 0)
@@ -88,15 +98,20 @@ def serve(path: str, idle_seconds: float) -> None:
     except OSError:
         return  # another host won the race for this socket
     listener.listen(64)
-    listener.settimeout(idle_seconds)
-    # Children are reaped automatically; each reports its own exit code on its connection.
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # Children report their own exit codes; the host reaps them so that they leave no
+    # zombies and their CPU time is accounted to it, as to any parent.
+    listener.settimeout(1.0)
+    last_used = time.monotonic()
     try:
         while True:
+            _reap()
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
-                return
+                if time.monotonic() - last_used > idle_seconds:
+                    return
+                continue
+            last_used = time.monotonic()
             with conn:
                 try:
                     header, fds, _, _ = socket.recv_fds(conn, 8, 3)
@@ -119,6 +134,16 @@ def serve(path: str, idle_seconds: float) -> None:
         listener.close()
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 if __name__ == "__main__":

@@ -50,3 +50,44 @@ def test_host_runs_later_programs_with_the_same_results(engine: Engine, monkeypa
     assert "program_host.py" in plain_outputs(second.outputs)["parent"]
     stack.destroy()
     assert stack.outputs() == {}
+
+
+def test_a_hosted_program_ends_when_its_engine_is_killed(engine: Engine, monkeypatch,
+                                                          short_tmp):
+    import json
+    import os
+    import signal
+    import threading
+
+    import psutil
+    from pulumi import automation as auto
+
+    monkeypatch.setenv("OFFLINE_PULUMI_PROGRAM_HOST", "1")
+    monkeypatch.setenv("OFFLINE_PULUMI_PROGRAM_HOST_IDLE", "20")
+    monkeypatch.setenv("TMPDIR", str(short_tmp))
+    stack = engine.stack("basic")
+    stack.up()
+    [sock] = wait_for(lambda: list(short_tmp.glob("offline-pulumi-hosts-*/*.sock")),
+                      what="host socket")
+    host = next(p for p in psutil.process_iter(["cmdline"])
+                if str(sock) in " ".join(p.info["cmdline"] or []))
+    stack.set_config("sleep", auto.ConfigValue("60"))
+    failures: list[BaseException] = []
+
+    def doomed_up() -> None:
+        try:
+            stack.up()
+        except auto.CommandError as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=doomed_up)
+    thread.start()
+    [lock] = wait_for(lambda: engine.locks(stack), what="the update's lock file")
+    engine_pid = json.loads(lock.read_text())["pid"]
+    [program] = wait_for(lambda: host.children(), what="the hosted program")
+    os.kill(engine_pid, signal.SIGKILL)
+    thread.join(30)
+    assert failures, "the killed update should fail"
+    wait_for(lambda: not program.is_running() or program.status() == psutil.STATUS_ZOMBIE,
+             timeout=10, what="the hosted program to end")
+    assert host.is_running()  # the host itself serves on
