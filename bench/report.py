@@ -160,16 +160,18 @@ EXPLANATION = """## What the numbers mean
   answers in a fixed window that opens once every client has had its first answer, so the
   bunched start is left out; p50 is over those answers. Errors are non-200 answers and
   connection failures over the whole level. CPU s/request = user+system time of the gunicorn
-  process tree (master, workers and every `pulumi` and program process they waited for, read
-  from `/proc`) from idle before the level to idle after it, over the level's successful
+  process tree (master, workers and every `pulumi` process they waited for) plus the offline
+  engine's program host and the program runs it forked (read from `/proc`), from idle before
+  the level to idle after it, over the level's successful
   requests. "Cores allow" = usable cores / CPU s/request; "% of that" = req/s / cores allow,
   i.e. how busy the service kept the cores. "Other load" is the CPU everything else on the
   machine used meanwhile (including these client threads), in cores, from `/proc/stat`.
 - **Engine scaling**: a generated program of N alternating `RandomString`/`RandomId`
   resources, `up` then `destroy` on one stack through `pulumi.automation` with
   `offline_pulumi.pulumi_command()`.
-- **Floor**: starting the program's Python and importing `pulumi` and `pulumi_random`, which
-  every `up` has to do at least once.
+- **Floor**: starting the program's Python and importing `pulumi` and `pulumi_random`, what
+  running the program costs before it does anything. (The service's `up` skips most of it:
+  the offline engine forks each program run from a warm host that imported the SDK once.)
 - **Tutorial flow**: per request a fresh `python -m venv` plus `pip install -r
   burner-program/requirements.txt` (pip's cache allowed, as on a developer machine; the
   tutorial's extra `pip install --upgrade pip` is left out), one fixed stack `dev` for every

@@ -74,9 +74,14 @@ class Gunicorn:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def cpu_seconds(self) -> float:
-        """User+system CPU of gunicorn and all its descendants, live or already reaped."""
+        """User+system CPU of gunicorn and its descendants, plus the engine's program hosts.
+
+        Program runs are forked by the offline engine's warm program host, which is detached
+        from the server's tree; its children are reaped by it, so its tree holds their time.
+        """
         assert self.proc is not None
-        return tree_cpu_seconds(self.proc.pid)
+        return tree_cpu_seconds(self.proc.pid) + sum(
+            tree_cpu_seconds(pid) for pid in program_host_pids())
 
 
 def tree_cpu_seconds(root: int) -> float:
@@ -96,6 +101,22 @@ def tree_cpu_seconds(root: int) -> float:
             total += stats[pid][1]
         todo.extend(children.get(pid, []))
     return total
+
+
+def program_host_pids() -> list[int]:
+    """Processes running the offline engine's program host (``program_host.py``)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+        except OSError:
+            continue
+        if b"program_host.py" in cmdline:
+            pids.append(int(entry))
+    return pids
 
 
 def _all_stats() -> dict[int, tuple[int, float]]:
