@@ -49,10 +49,11 @@ logconfig_dict["handlers"]["console"] = {"class": "logging.StreamHandler", "form
 
 def on_starting(server: Any) -> None:
     """In the master, before any worker: fresh metrics files, the program venv, one reaper pass."""
-    from infra.basic import Pipeline, make_state_dirs
+    from infra.basic import Pipeline
     from infra.engine import select_engine
     from infra.errors import InfraError
     from infra.metrics import Metrics
+    from infra.prepare import make_state_dirs
     from infra.reaper import Reaper
 
     make_state_dirs(_settings)

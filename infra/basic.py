@@ -7,30 +7,30 @@ Run one from the command line with ``python -m infra.basic uuid`` (see ``infra.c
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import functools
 import logging
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 from pulumi import automation as auto
 
 from infra import cancel, logs, owners
-from infra.engine import Engine, ensure_passphrase
+from infra.deadline import run_before
+from infra.engine import Engine
 from infra.errors import DeadlineError, EngineError
 from infra.kinds import BurnerRequest
 from infra.metrics import Metrics
+from infra.prepare import Prepared, prepare, readiness
 from infra.settings import Settings
-from infra.venv import ensure_venv, venv_name
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +73,6 @@ class BurnerResult:
     def duration_ms(self) -> float:
         """Total time of all phases."""
         return sum(phase.duration_ms for phase in self.phases)
-
-
-@dataclasses.dataclass(frozen=True)
-class Prepared:
-    """What every run shares: the program's virtualenv and the workspace environment."""
-
-    venv: Path
-    env_vars: dict[str, str]
 
 
 def set_context(request: BurnerRequest, settings: Settings) -> Context:
@@ -199,45 +191,12 @@ class Pipeline:
         """Create the state dir, passphrase and program venv once; later calls are free."""
         with self._lock:
             if self._prepared is None:
-                settings = self.settings
-                try:
-                    make_state_dirs(settings)
-                    passphrase = ensure_passphrase(settings)
-                except OSError as exc:
-                    raise EngineError("prepare", None, f"state directory unusable: {exc}") from exc
-                env_vars = {
-                    "PULUMI_BACKEND_URL": settings.backend_url,
-                    "PULUMI_CONFIG_PASSPHRASE": passphrase,
-                    "PULUMI_SKIP_UPDATE_CHECK": "true",
-                    # Burner stacks live for one request: checkpoint backups would only pile up.
-                    "PULUMI_DIY_BACKEND_DISABLE_CHECKPOINT_BACKUPS": "true",
-                    # The offline engine forks programs from a process that has the Pulumi
-                    # SDK imported already (the real CLI ignores this).
-                    "OFFLINE_PULUMI_PROGRAM_HOST": "1",
-                }
-                if settings.passphrase is None:
-                    # The generated passphrase sits in the state dir already, so caching the
-                    # derived key beside it exposes nothing new and saves ~0.25 s per stack.
-                    env_vars["OFFLINE_PULUMI_KEY_CACHE"] = str(settings.state_dir / "keys")
-                started = time.perf_counter()
-                venv = ensure_venv(settings.program_dir, settings.venv_dir)
-                logger.info("ensure_venv: %s (%.0f ms)", venv, _ms_since(started))
-                self._prepared = Prepared(venv=venv, env_vars=env_vars)
+                self._prepared = prepare(self.settings)
             return self._prepared
 
     def readiness(self) -> dict[str, bool]:
         """Whether the engine starts, the program venv is built and the state dir is writable."""
-        try:
-            self.engine.command()
-            engine_ok = True
-        except EngineError:
-            engine_ok = False
-        try:
-            venv_ok = (self.settings.venv_dir / venv_name(self.settings.program_dir)).is_dir()
-        except OSError:
-            venv_ok = False
-        return {"engine": engine_ok, "program_venv": venv_ok,
-                "state_dir": _writable(self.settings.state_dir)}
+        return readiness(self.settings, self.engine)
 
     def open_workspace(self, work_dir: Path) -> auto.LocalWorkspace:
         """A workspace for any burner stack of this pipeline's program (the reaper uses it too)."""
@@ -268,7 +227,7 @@ class Pipeline:
             workspace = self.open_workspace(work_dir)
             failed = True
             try:
-                value, extras = self._provision_within(ctx, workspace, progress, deadline)
+                value, extras = self._provision_before(ctx, workspace, progress, deadline)
                 failed = False
             finally:
                 self._teardown(ctx, workspace, progress, failed)
@@ -278,35 +237,20 @@ class Pipeline:
         return BurnerResult(ctx.request.kind, value, extras, ctx.stack_name,
                             tuple(progress.phases))
 
-    def _provision_within(self, ctx: Context, workspace: auto.LocalWorkspace,
+    def _provision_before(self, ctx: Context, workspace: auto.LocalWorkspace,
                           progress: _Progress, deadline: float) -> tuple[str, Extras]:
         """Provision in a thread; at the deadline cancel its Pulumi command and raise."""
-        outcome: list[tuple[str, Extras] | BaseException] = []
-
-        def work() -> None:
-            try:
-                outcome.append(self._provision(ctx, workspace, progress))
-            except BaseException as exc:  # handed to the request thread below
-                outcome.append(exc)
-
-        # copy_context: the thread's log lines keep the request id and stack name.
-        thread = threading.Thread(target=contextvars.copy_context().run, args=(work,),
-                                  name=f"{ctx.stack_name}-provision", daemon=True)
-        thread.start()
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if thread.is_alive():
+        def on_expiry(finished: Callable[[], bool]) -> NoReturn:
             phase = progress.current
             logger.error("%s: request timeout (%g s) during %s; cancelling", ctx.stack_name,
                          self.settings.request_timeout, phase)
             progress.cancelled.set()
-            cancel.cancel(ctx.stack_name, lambda: not thread.is_alive(),
-                          self.settings.cancel_grace)
-            thread.join(self.settings.cancel_grace)
+            cancel.cancel(ctx.stack_name, finished, self.settings.cancel_grace)
             raise DeadlineError(phase, ctx.stack_name, self.settings.request_timeout)
-        result = outcome[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
+
+        return run_before(deadline, lambda: self._provision(ctx, workspace, progress),
+                          on_expiry, grace=self.settings.cancel_grace,
+                          name=f"{ctx.stack_name}-provision")
 
     def _provision(self, ctx: Context, workspace: auto.LocalWorkspace,
                    progress: _Progress) -> tuple[str, Extras]:
@@ -368,23 +312,6 @@ class Pipeline:
             if self.metrics is not None:
                 self.metrics.phase_seconds.labels(name).observe(elapsed / 1000)
             logger.info("%s: %s done in %.0f ms", ctx.stack_name, name, elapsed)
-
-
-def make_state_dirs(settings: Settings) -> None:
-    """Create the state directory (0700: it holds the passphrase) and its parts."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    settings.state_dir.chmod(0o700)
-    for directory in (settings.backend_dir, settings.pulumi_home, settings.work_dir,
-                      settings.owners_dir, settings.tmp_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-
-
-def _writable(directory: Path) -> bool:
-    try:
-        with tempfile.TemporaryFile(dir=directory):
-            return True
-    except OSError:
-        return False
 
 
 def _ms_since(started: float) -> float:

@@ -112,7 +112,7 @@ def test_orphan_age_defaults_to_well_above_a_long_request_timeout():
 
 
 def test_state_dir_is_created_private(tmp_path):
-    from infra.basic import make_state_dirs
+    from infra.prepare import make_state_dirs
 
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path / "state")})
     make_state_dirs(settings)
