@@ -14,7 +14,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,17 +104,6 @@ class Engine:
 def unique_stack(prefix: str = "s") -> str:
     """A stack name no other test in this run uses."""
     return f"{prefix}{next(_COUNTER)}-{time.monotonic_ns() % 10**9}"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def plain_outputs(outputs: auto.OutputMap) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import pytest
 from pulumi import automation as auto
 from pulumi.automation import errors as auto_errors
 
+from tests.checks import wait_for
 from tests.engine_support import (  # noqa: F401 - fixtures
     Engine,
     engine_command_fixture,
@@ -24,7 +25,6 @@ from tests.engine_support import (  # noqa: F401 - fixtures
     stderr_of,
     stdout_of,
     unique_stack,
-    wait_for,
 )
 
 pytestmark = pytest.mark.slow

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.checks import wait_for
 from tests.engine_support import (  # noqa: F401 - fixtures
     Engine,
     engine_command_fixture,
     engine_fixture,
     plain_outputs,
-    wait_for,
 )
 
 pytestmark = pytest.mark.slow

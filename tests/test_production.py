@@ -55,16 +55,6 @@ def pulumi_descendants(root: psutil.Process, arg: str) -> list[psutil.Process]:
     return found
 
 
-def wait_for(predicate, deadline_s: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def test_gunicorn_serves_16_concurrent_requests_and_leaves_nothing(server_environ, tmp_path):
     with running_server(GUNICORN, server_environ, tmp_path) as server:
         results = concurrently(16, server.base_url + "/uuid")
@@ -123,9 +113,9 @@ def test_kill_9_during_up_then_restart_leaves_nothing(server_environ, tmp_path):
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(get, first.base_url + "/uuid")
             master = psutil.Process(first.proc.pid)
-            engine = wait_for(lambda: pulumi_descendants(master, "up"), what="up")[0]
+            engine = checks.wait_for(lambda: pulumi_descendants(master, "up"), what="up")[0]
             stack = engine.cmdline()[engine.cmdline().index("--stack") + 1]
-            wait_for(lambda: leftovers(settings)["locks"], what="the up to take its lock")
+            checks.wait_for(lambda: leftovers(settings)["locks"], what="the up to take its lock")
             engine.parent().send_signal(signal.SIGKILL)
             # The client sees its connection drop (gunicorn's master replaces the worker).
             with pytest.raises((ConnectionError, urllib.error.URLError)):
@@ -150,7 +140,7 @@ def test_sigterm_finishes_in_flight_requests_before_exit(server_environ, tmp_pat
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             pending = [pool.submit(get_json, server.base_url + "/uuid") for _ in range(2)]
             master = psutil.Process(server.proc.pid)
-            wait_for(lambda: pulumi_descendants(master, "--stack"), what="a pulumi command")
+            checks.wait_for(lambda: pulumi_descendants(master, "--stack"), what="a pulumi command")
             server.proc.send_signal(signal.SIGTERM)
             results = [f.result(timeout=120) for f in pending]
         assert server.proc.wait(timeout=120) == 0
