@@ -116,3 +116,13 @@ def test_stack_ls_json_lists_created_stacks_sorted(pulumi_bin, project):
     assert [s["name"] for s in listed] == ["alpha", "zeta"]
     assert [s["current"] for s in listed] == [True, False]  # init selects the new stack
     assert all(s["resourceCount"] == 0 for s in listed)
+
+
+def test_destroy_with_remove_also_removes_the_stack(pulumi_bin, project):
+    assert run(pulumi_bin, project, "stack", "init", "gone").returncode == 0
+    proc = run(pulumi_bin, project, "destroy", "--yes", "--skip-preview", "--remove",
+               "--stack", "gone")
+    assert proc.returncode == 0, proc.stderr
+    assert "Stack 'gone' has been removed!" in proc.stdout
+    listed = json.loads(run(pulumi_bin, project, "stack", "ls", "--json").stdout)
+    assert [s["name"] for s in listed] == []

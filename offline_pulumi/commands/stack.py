@@ -111,6 +111,12 @@ def rm(parsed: Parsed) -> None:
     """Remove a stack; refuse while it still has resources unless ``--force``."""
     context = Context(parsed)
     ref = _name_argument(context, parsed)
+    remove_stack(context, ref, force=parsed.has("force") or parsed.has("f"),
+                 preserve_config=parsed.has("preserve-config"))
+
+
+def remove_stack(context: Context, ref: StackRef, force: bool, preserve_config: bool) -> None:
+    """Remove a stack (under its lock) and its config file, and forget the selection."""
     backend = context.backend
     backend.require(ref)
     with backend.lock(ref):
@@ -118,12 +124,12 @@ def rm(parsed: Parsed) -> None:
         resources = latest.get("resources") or []
         real = [r for r in resources if r.get("type") != STACK_TYPE
                 and not r.get("type", "").startswith(PROVIDER_PREFIX)]
-        if real and not (parsed.has("force") or parsed.has("f")):
+        if real and not force:
             raise CLIError(f"'{ref.name}' still has resources; removal rejected. Possible "
                            "actions:\n- Make sure that 'pulumi destroy' has been run\n- To "
                            "delete the stack and its resources, use 'pulumi stack rm --force'")
         backend.remove(ref)
-    if not parsed.has("preserve-config"):
+    if not preserve_config:
         for suffix in ("yaml", "yml", "json"):
             (context.project.root / f"Pulumi.{ref.name}.{suffix}").unlink(missing_ok=True)
     if context.selected() == ref.fqn:

@@ -62,8 +62,15 @@ def refresh(parsed: Parsed) -> int:
 
 
 def destroy(parsed: Parsed) -> int:
-    """Delete every resource of the stack."""
-    return _run(parsed, Operation("destroy", parsed.has("preview-only")))
+    """Delete every resource of the stack (and with ``--remove`` the stack itself)."""
+    preview_only = parsed.has("preview-only")
+    code = _run(parsed, Operation("destroy", preview_only))
+    if code == 0 and parsed.has("remove") and not preview_only:
+        from offline_pulumi.commands.stack import remove_stack
+
+        context = Context(parsed)
+        remove_stack(context, context.stack_ref(), force=False, preserve_config=False)
+    return code
 
 
 def _run(parsed: Parsed, operation: Operation) -> int:
