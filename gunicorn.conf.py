@@ -35,6 +35,10 @@ graceful_timeout = int(_settings.request_timeout + 2 * _settings.cancel_grace) +
 
 loglevel = _settings.log_level.lower()
 
+# gunicorn's control socket has one fixed path per user, shared by every instance on the
+# machine (tests, benchmarks, several deployments); nothing here uses it.
+control_socket_disable = True
+
 # One dictConfig for gunicorn's loggers and the app's, all to stderr (with the request id and
 # stack name) except the access log. gunicorn merges it shallowly, so every key is spelled out.
 logconfig_dict = dict_config(_settings.log_level, _settings.log_format, {
