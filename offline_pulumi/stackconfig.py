@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from offline_pulumi.errors import EXIT_CONFIG_ERROR, CLIError
 from offline_pulumi.fileio import write_atomic
 from offline_pulumi.project import Project, load_yaml
+from offline_pulumi.values import occurs
 
 if TYPE_CHECKING:
     from offline_pulumi.crypto import Crypter
@@ -90,13 +91,7 @@ def is_secure(value: Any) -> bool:
 
 def has_secure(value: Any) -> bool:
     """Whether a raw config value holds a secure part anywhere."""
-    if is_secure(value):
-        return True
-    if isinstance(value, dict):
-        return any(has_secure(v) for v in value.values())
-    if isinstance(value, list):
-        return any(has_secure(v) for v in value)
-    return False
+    return occurs(value, is_secure)
 
 
 def decrypt_value(value: Any, crypter: Crypter | None) -> Any:

@@ -26,15 +26,20 @@ def secret(value: Any) -> dict[str, Any]:
     return value if is_secret(value) else {SIG: SECRET_SIG, "value": value}
 
 
-def contains_secret(value: Any) -> bool:
-    """Whether a secret occurs anywhere in the value."""
-    if is_secret(value):
+def occurs(value: Any, predicate: Callable[[Any], bool]) -> bool:
+    """Whether ``predicate`` holds for the value or anything nested in it."""
+    if predicate(value):
         return True
     if isinstance(value, dict):
-        return any(contains_secret(v) for v in value.values())
+        return any(occurs(v, predicate) for v in value.values())
     if isinstance(value, list):
-        return any(contains_secret(v) for v in value)
+        return any(occurs(v, predicate) for v in value)
     return False
+
+
+def contains_secret(value: Any) -> bool:
+    """Whether a secret occurs anywhere in the value."""
+    return occurs(value, is_secret)
 
 
 def _walk(value: Any, on_secret: Callable[[Any], Any]) -> Any:
