@@ -46,8 +46,10 @@ class Deployment:
         self.original = {resource["urn"]: resource for resource in old}
         self.doomed: list[Resource] = []   # replaced originals, deleted at the end
         for resource in old:
-            (self.doomed.append(resource) if resource.get("delete")
-             else self.old.__setitem__(resource["urn"], resource))
+            if resource.get("delete"):
+                self.doomed.append(resource)
+            else:
+                self.old[resource["urn"]] = resource
         self.new: dict[str, Resource] = {}
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.carried_pending = [p for p in pending or [] if p.get("type") == "creating"]
@@ -176,7 +178,7 @@ class Deployment:
                 doomed = dict(old)
                 doomed["delete"] = True
                 self.doomed.append(doomed)
-            self.old.pop(urn, None) if op != "same" else None
+            self.old.pop(urn, None)
             self.changes[op] += 1
             self._save()
         self.events.step_done(step_metadata(first_op, old, new), time.monotonic() - started)
@@ -346,7 +348,8 @@ class Deployment:
         self.events.step_pre(metadata, quiet=not counted)
         with self._lock:
             if not self.dry_run:
-                self.old.pop(resource["urn"], None) if not resource.get("delete") else None
+                if not resource.get("delete"):
+                    self.old.pop(resource["urn"], None)
                 if resource in self.doomed:
                     self.doomed.remove(resource)
             if counted:
