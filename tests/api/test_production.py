@@ -12,17 +12,15 @@ import psutil
 import pytest
 
 from infra.settings import Settings
-from tests import checks
-from tests.conftest import (
+from tests.api import checks
+from tests.api.support import (
     CLEAN,
     GUNICORN,
     HANG_PROGRAM,
     PASSPHRASE,
-    ServerProcess,
-    get_json,
     leftovers,
-    running_server,
 )
+from tests.harness import ServerProcess, get_json, running_server, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +54,7 @@ def pulumi_descendants(root: psutil.Process, arg: str) -> list[psutil.Process]:
 
 
 def test_gunicorn_serves_16_concurrent_requests_and_leaves_nothing(server_environ, tmp_path):
-    with running_server(GUNICORN, server_environ, tmp_path) as server:
+    with running_server(GUNICORN, server_environ, tmp_path / "server.log") as server:
         results = concurrently(16, server.base_url + "/uuid")
     assert [status for status, _ in results] == [200] * 16, results
     for _, body in results:
@@ -67,7 +65,7 @@ def test_gunicorn_serves_16_concurrent_requests_and_leaves_nothing(server_enviro
 
 def test_max_inflight_one_refuses_concurrent_requests_with_503(server_environ, tmp_path):
     environ = {**server_environ, "INFRA_API_MAX_INFLIGHT": "1"}
-    with (running_server(GUNICORN, environ, tmp_path) as server,
+    with (running_server(GUNICORN, environ, tmp_path / "server.log") as server,
           concurrent.futures.ThreadPoolExecutor(6) as pool):
         url = server.base_url + "/uuid"
         results = list(pool.map(lambda _: get(url), range(6)))
@@ -86,7 +84,7 @@ def test_hanging_program_gets_504_within_the_deadline_and_leaves_nothing(server_
     timeout = 6.0
     environ = {**server_environ, "INFRA_API_PROGRAM_DIR": str(HANG_PROGRAM),
                "INFRA_API_REQUEST_TIMEOUT": str(timeout), "INFRA_API_CANCEL_GRACE": "8"}
-    with running_server(GUNICORN, environ, tmp_path) as server:
+    with running_server(GUNICORN, environ, tmp_path / "server.log") as server:
         started = time.monotonic()
         status, body = get_json(server.base_url + "/uuid")
         elapsed = time.monotonic() - started
@@ -113,9 +111,9 @@ def test_kill_9_during_up_then_restart_leaves_nothing(server_environ, tmp_path):
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(get, first.base_url + "/uuid")
             master = psutil.Process(first.proc.pid)
-            engine = checks.wait_for(lambda: pulumi_descendants(master, "up"), what="up")[0]
+            engine = wait_for(lambda: pulumi_descendants(master, "up"), what="up")[0]
             stack = engine.cmdline()[engine.cmdline().index("--stack") + 1]
-            checks.wait_for(lambda: leftovers(settings)["locks"], what="the up to take its lock")
+            wait_for(lambda: leftovers(settings)["locks"], what="the up to take its lock")
             engine.parent().send_signal(signal.SIGKILL)
             # The client sees its connection drop (gunicorn's master replaces the worker).
             with pytest.raises((ConnectionError, urllib.error.URLError)):
@@ -125,7 +123,7 @@ def test_kill_9_during_up_then_restart_leaves_nothing(server_environ, tmp_path):
     assert engine.is_running()  # the orphaned engine still runs `up` ...
     assert stack in leftovers(settings)["stacks"]  # ... so the stack is still there
     assert leftovers(settings)["locks"]
-    with running_server(GUNICORN, environ, tmp_path) as server:
+    with running_server(GUNICORN, environ, tmp_path / "server.log") as server:
         # The master's start-up reaper pass runs before the server answers.
         assert leftovers(settings) == CLEAN
         assert not engine.is_running()
@@ -140,7 +138,7 @@ def test_sigterm_finishes_in_flight_requests_before_exit(server_environ, tmp_pat
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             pending = [pool.submit(get_json, server.base_url + "/uuid") for _ in range(2)]
             master = psutil.Process(server.proc.pid)
-            checks.wait_for(lambda: pulumi_descendants(master, "--stack"), what="a pulumi command")
+            wait_for(lambda: pulumi_descendants(master, "--stack"), what="a pulumi command")
             server.proc.send_signal(signal.SIGTERM)
             results = [f.result(timeout=120) for f in pending]
         assert server.proc.wait(timeout=120) == 0
@@ -154,7 +152,7 @@ def test_token_readiness_metrics_openapi_and_json_logs_live(server_environ, tmp_
     environ = {**server_environ, "INFRA_API_TOKEN": "t0ken-value", "INFRA_API_LOG_FORMAT": "json",
                "INFRA_API_LOG_LEVEL": "DEBUG"}
     auth = {"Authorization": "Bearer t0ken-value"}
-    with running_server(GUNICORN, environ, tmp_path) as server:
+    with running_server(GUNICORN, environ, tmp_path / "server.log") as server:
         url = server.base_url
         assert get(url + "/healthz")[0] == 200
         status, headers, body = get(url + "/uuid")

@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from infra.settings import PROJECT_ROOT
-from tests import checks
-from tests.conftest import PYTHON, make_environ
+from tests.api import checks
+from tests.api.support import PYTHON, make_environ
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests import checks
-from tests.conftest import burner_stacks
+from tests.api import checks
+from tests.api.support import burner_stacks
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def test_bad_parameters_create_no_stack(tmp_path, path, params):
 
     import infra_api
     from infra.settings import Settings
-    from tests.conftest import make_environ
+    from tests.api.support import make_environ
 
     # A fresh state dir with the real pipeline: a stack would leave a backend behind.
     settings = Settings.from_environ(make_environ(tmp_path / "state"))

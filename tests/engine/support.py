@@ -1,7 +1,4 @@
-"""Fixtures and helpers for the offline engine's end-to-end tests.
-
-Test modules import ``engine_command_fixture`` and ``engine_fixture`` to get the ``engine``
-fixture.
+"""Fixtures and helpers for the offline engine's end-to-end tests (``conftest.py`` registers the fixtures).
 
 Every test gets its own backend state dir, ``PULUMI_HOME`` and project copy under ``tmp_path``;
 the engine is driven only through the unmodified ``pulumi.automation`` client.
@@ -24,7 +21,7 @@ from pulumi import automation as auto
 
 import offline_pulumi
 
-PROGRAMS = Path(__file__).resolve().parent / "engine_programs"
+PROGRAMS = Path(__file__).resolve().parent / "programs"
 PASSPHRASE = "engine-test-passphrase"
 _COUNTER = itertools.count()
 
@@ -63,7 +60,7 @@ class Engine:
         return auto.LocalWorkspaceOptions(pulumi_command=self.command, env_vars=self.env, **kwargs)
 
     def project(self, program: str, name: str | None = None) -> Path:
-        """Copy ``engine_programs/<program>`` into a fresh work dir with a generated Pulumi.yaml."""
+        """Copy ``programs/<program>`` into a fresh work dir with a generated Pulumi.yaml."""
         work_dir = self.root / f"{program}-{next(_COUNTER)}"
         shutil.copytree(PROGRAMS / program, work_dir)
         (work_dir / "Pulumi.yaml").write_text(pulumi_yaml(name or f"e2e-{program.replace('_', '-')}"))

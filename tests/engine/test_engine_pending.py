@@ -17,10 +17,8 @@ from pulumi import automation as auto
 from offline_pulumi.engine.deployment import Deployment
 from offline_pulumi.engine.events import EventStream
 from offline_pulumi.engine.steps import Registration
-from tests.engine_support import (  # noqa: F401 - fixtures
+from tests.engine.support import (
     Engine,
-    engine_command_fixture,
-    engine_fixture,
 )
 
 RANDOM_ID = "random:index/randomId:RandomId"

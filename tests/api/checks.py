@@ -6,12 +6,7 @@ import base64
 import datetime
 import re
 import string
-import time
 import zoneinfo
-from collections.abc import Callable
-from typing import Any
-
-import pytest
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 B64URL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -46,14 +41,3 @@ def assert_time(value: str, tz: str) -> None:
     assert parsed.utcoffset() == expected, (value, tz)
     now = datetime.datetime.now(datetime.UTC)
     assert abs((now - parsed).total_seconds()) < 600, value
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")

@@ -9,8 +9,8 @@ import pytest
 from infra.basic import STACK_PREFIX, BurnerResult
 from infra.errors import EngineError
 from infra.kinds import BurnerRequest, parse_request
-from tests import checks
-from tests.conftest import burner_stacks
+from tests.api import checks
+from tests.api.support import burner_stacks
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def test_real_cli_runs_the_same_pipeline(tmp_path):
     from infra.basic import Pipeline
     from infra.engine import select_engine
     from infra.settings import Settings
-    from tests.conftest import make_environ
+    from tests.api.support import make_environ
 
     settings = Settings.from_environ(make_environ(tmp_path / "state", INFRA_API_ENGINE="cli"))
     pipeline = Pipeline(settings, select_engine(settings))

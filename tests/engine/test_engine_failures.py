@@ -15,16 +15,13 @@ import pytest
 from pulumi import automation as auto
 from pulumi.automation import errors as auto_errors
 
-from tests.checks import wait_for
-from tests.engine_support import (  # noqa: F401 - fixtures
+from tests.harness import wait_for
+from tests.engine.support import (
     Engine,
-    engine_command_fixture,
-    engine_fixture,
     make_engine,
     plain_outputs,
     stderr_of,
     stdout_of,
-    unique_stack,
 )
 
 pytestmark = pytest.mark.slow

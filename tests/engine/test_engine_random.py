@@ -14,10 +14,8 @@ import pytest
 from pulumi import automation as auto
 from pulumi.automation import OpType
 
-from tests.engine_support import (  # noqa: F401 - fixtures
+from tests.engine.support import (
     Engine,
-    engine_command_fixture,
-    engine_fixture,
     make_engine,
     plain_outputs,
     secret_keys,

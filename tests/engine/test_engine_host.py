@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.checks import wait_for
-from tests.engine_support import (  # noqa: F401 - fixtures
+from tests.harness import wait_for
+from tests.engine.support import (
     Engine,
-    engine_command_fixture,
-    engine_fixture,
     plain_outputs,
 )
 

@@ -17,7 +17,7 @@ from infra.kinds import parse_request
 from infra.metrics import Metrics
 from infra.reaper import Reaper
 from infra.settings import Settings
-from tests.conftest import CLEAN, leftovers, make_environ
+from tests.api.support import CLEAN, leftovers, make_environ
 
 pytestmark = pytest.mark.slow
 

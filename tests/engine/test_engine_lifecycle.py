@@ -15,10 +15,8 @@ import pytest
 from pulumi import automation as auto
 from pulumi.automation import OpType
 
-from tests.engine_support import (  # noqa: F401 - fixtures
+from tests.engine.support import (
     Engine,
-    engine_command_fixture,
-    engine_fixture,
     plain_outputs,
     secret_keys,
     unique_stack,

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from tests import checks
-from tests.conftest import PYTHON, burner_stacks, get_json, start_server
+from tests.api import checks
+from tests.api.support import PYTHON, burner_stacks
+from tests.harness import get_json, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def assert_all_endpoints_answer(base_url: str) -> None:
 @pytest.fixture
 def dev_server(server_environ, tmp_path):
     """``python infra_api.py`` on a free port."""
-    yield from start_server([PYTHON, "infra_api.py"], server_environ, tmp_path)
+    yield from start_server([PYTHON, "infra_api.py"], server_environ, tmp_path / "server.log")
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from infra.settings import Settings
-from tests.conftest import CLEAN, GUNICORN, PYTHON, leftovers, running_server
+from tests.api.support import CLEAN, GUNICORN, PYTHON, leftovers
+from tests.harness import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,7 @@ def schemathesis(base_url: str, cwd: Path, *extra: str) -> subprocess.CompletedP
 
 def test_schemathesis_finds_no_issue(server_environ, tmp_path):
     environ = {**server_environ, "INFRA_API_TOKEN": TOKEN}
-    with running_server(GUNICORN, environ, tmp_path) as server:
+    with running_server(GUNICORN, environ, tmp_path / "server.log") as server:
         # The coverage phase enumerates enums, and /time's tz enum has every IANA zone: one
         # stack each would take minutes, so /time gets the random phases only.
         most = schemathesis(server.base_url, tmp_path, "--phases", "examples,coverage,fuzzing",

@@ -1,0 +1,3 @@
+"""Fixtures of the offline engine's tests: an isolated backend per test, one shared launcher."""
+
+from tests.engine.support import engine_command_fixture, engine_fixture  # noqa: F401 - fixtures
