@@ -7,6 +7,7 @@ this engine; pass it as ``LocalWorkspaceOptions(pulumi_command=...)``.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,13 @@ def _shim_text(python: str) -> str:
 
 
 def install_root(root: Path | None = None) -> Path:
-    """Write ``<root>/bin/pulumi`` (default: a per-interpreter temp dir) and return root."""
+    """Write ``<root>/bin/pulumi`` (default: a per-interpreter temp dir) and return root.
+
+    Raises UnsafePathError (a PermissionError) if another user owns or can write to ``root``,
+    ``root/bin`` or a directory above them: the launcher runs with the caller's rights.
+    """
+    from offline_pulumi.fileio import owned_dir, write_atomic
+
     text = _shim_text(sys.executable)
     if root is None:
         import hashlib
@@ -40,16 +47,21 @@ def install_root(root: Path | None = None) -> Path:
 
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         root = Path(tempfile.gettempdir()) / f"offline-pulumi-{os.getuid()}-{digest}"
-    executable = root / "bin" / "pulumi"
+    root = owned_dir(root)
+    executable = owned_dir(root / "bin") / "pulumi"
     try:
-        current = executable.read_text()
+        info = executable.lstat()
+        current = executable.read_text() if _trusted_file(info) else ""
     except OSError:
         current = ""
     if current != text:
-        from offline_pulumi.fileio import write_atomic
-
         write_atomic(executable, text.encode(), mode=0o755)
     return root
+
+
+def _trusted_file(info: os.stat_result) -> bool:
+    return (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
+            and not info.st_mode & 0o022)
 
 
 def pulumi_command(root: Path | None = None) -> PulumiCommand:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +34,36 @@ def dump_json(value: Any, indent: int | None = None) -> str:
 def write_json_atomic(path: Path, value: Any, indent: int | None = None) -> None:
     """Atomically write a JSON document."""
     write_atomic(path, dump_json(value, indent).encode())
+
+
+class UnsafePathError(PermissionError):
+    """Raised when a directory to execute from or trust could be changed by another user."""
+
+
+def owned_dir(path: Path, private: bool = False) -> Path:
+    """Create ``path`` (mode 0700) if missing and return its real path; raise UnsafePathError
+    unless we own it and no other user can write to it or replace it (``private``: nor enter it).
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    uid = os.getuid()
+    # A symlink is only as safe as its owner: in a sticky dir like /tmp, its owner can repoint it.
+    prefix = Path(path.anchor)
+    for part in path.absolute().parts[1:]:
+        prefix /= part
+        info = os.lstat(prefix)
+        if stat.S_ISLNK(info.st_mode) and info.st_uid not in (0, uid):
+            raise UnsafePathError(f"refusing {path}: {prefix} is a symlink owned by uid {info.st_uid}")
+    real = Path(os.path.realpath(path))
+    for directory in (*reversed(real.parents), real):
+        info = os.lstat(directory)
+        owners = (uid,) if directory == real else (0, uid)
+        if info.st_uid not in owners:
+            raise UnsafePathError(f"refusing {path}: {directory} is owned by uid {info.st_uid}")
+        # Others may create entries in a sticky dir such as /tmp but not replace ours.
+        sticky = bool(info.st_mode & stat.S_ISVTX) and directory != real
+        closed = 0o077 if private and directory == real else 0o022
+        if info.st_mode & closed and not sticky:
+            what = "open to" if closed == 0o077 else "writable by"
+            raise UnsafePathError(f"refusing {path}: {directory} is {what} group or others "
+                                  f"(mode {stat.S_IMODE(info.st_mode):o})")
+    return real

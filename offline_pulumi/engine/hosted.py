@@ -30,13 +30,13 @@ def enabled() -> bool:
 
 def socket_path(python: str) -> Path | None:
     """The host socket of an interpreter; None if the private directory is not safe to use."""
-    directory = Path(tempfile.gettempdir()) / f"offline-pulumi-hosts-{os.getuid()}"
+    from offline_pulumi.fileio import owned_dir
+
     try:
-        directory.mkdir(mode=0o700, exist_ok=True)
-        info = directory.stat()
-    except OSError:
-        return None
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        # Whoever can reach the socket can run programs as us: the directory must be private.
+        directory = owned_dir(Path(tempfile.gettempdir()) / f"offline-pulumi-hosts-{os.getuid()}",
+                              private=True)
+    except OSError:  # UnsafePathError included: no host, programs start the ordinary way
         return None
     # A new interpreter, engine code or set of installed packages gets a new host.
     venv_lib = Path(python).resolve().parent.parent / "lib"
