@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import zoneinfo
 from collections.abc import Callable, Mapping
 
@@ -32,10 +33,18 @@ class BurnerRequest:
         return {"request": self.kind, **dict(self.params)}
 
 
+# ASCII digits in canonical form: int() would also take signs, spaces, underscores, leading
+# zeros and the digits of every other script.
+_CANONICAL_INT = re.compile(r"0|[1-9][0-9]*")
+
+
 def _int_range(low: int, high: int) -> Callable[[str], bool]:
+    digits = len(str(high))
+
     def check(value: str) -> bool:
-        # isdecimal() rejects signs, spaces and underscores that int() would accept.
-        return value.isdecimal() and low <= int(value) <= high
+        # The length check comes first: int() of a huge string is slow, then refused outright.
+        return (len(value) <= digits and _CANONICAL_INT.fullmatch(value) is not None
+                and low <= int(value) <= high)
 
     return check
 
