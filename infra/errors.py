@@ -4,6 +4,7 @@
 
     InfraError                      base: anything the service itself reports (500 internal_error)
     ├── SettingsError               an INFRA_API_* variable has a bad value (start-up only)
+    │   └── SecretSettingError      the same for a secret: the message never shows the value
     ├── ParameterError              400 invalid_parameter: a query parameter is unknown or out of range
     ├── UnauthorizedError           401 unauthorized: the bearer token is missing or wrong
     ├── OverloadedError             503 overloaded: every burner slot of this process is busy
@@ -33,6 +34,16 @@ class SettingsError(InfraError):
         super().__init__(f"{variable}={value!r} is invalid: expected {expected}")
         self.variable = variable
         self.value = value
+        self.expected = expected
+
+
+class SecretSettingError(SettingsError):
+    """Raised when a secret variable (the API token) has an unusable value; never echoes it."""
+
+    def __init__(self, variable: str, expected: str) -> None:
+        InfraError.__init__(self, f"{variable} is invalid (value not shown): expected {expected}")
+        self.variable = variable
+        self.value = ""
         self.expected = expected
 
 

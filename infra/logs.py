@@ -17,6 +17,18 @@ TEXT_FORMAT = ("%(asctime)s [%(process)d] %(levelname)s %(name)s "
                "[req=%(request_id)s stack=%(stack)s]: %(message)s")
 
 
+def escape(value: str) -> str:
+    """``value`` with every non-printable character (newlines, ESC, bidi controls) escaped.
+
+    For values a client chose (path, method, headers, parameters): written raw, they could
+    start a forged log line or drive the terminal of whoever reads the log.
+    """
+    if value.isprintable():
+        return value
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in value)
+
+
 @contextmanager
 def bound(var: contextvars.ContextVar[str], value: str) -> Iterator[None]:
     """Set a log context variable for the duration of a block."""

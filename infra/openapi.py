@@ -20,7 +20,12 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "tz": {"type": "string", "default": "UTC"},
 }
 ERROR_CODES = ["invalid_parameter", "unauthorized", "not_found", "method_not_allowed",
-               "overloaded", "engine_error", "deadline_exceeded", "internal_error"]
+               "overloaded", "engine_error", "deadline_exceeded", "internal_error",
+               "bad_request", "not_implemented"]
+# Answers no single operation lists: they come before routing or for methods no route has.
+OTHER_METHODS = ("Every route answers GET and OPTIONS only. Other methods HTTP defines, HEAD "
+                 "included, get 405 with an Allow header; methods HTTP does not define get 501. "
+                 "Both carry the Error body and X-Request-ID.")
 _REQUEST_ID = {"description": "the request id: the client's X-Request-ID if it was a plain "
                               "token of up to 128 characters, else a generated one",
                "schema": {"type": "string"}}
@@ -69,7 +74,8 @@ def build_document(auth: bool) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "burner-api", "version": "0.1.0",
                  "description": "Each GET on a value endpoint provisions an ephemeral Pulumi "
-                                "stack, reads the value it produced, then destroys and removes it."},
+                                "stack, reads the value it produced, then destroys and removes it. "
+                                + OTHER_METHODS},
         "paths": paths,
         "components": {"schemas": _schemas()},
     }

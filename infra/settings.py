@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, cast
 
-from infra.errors import SettingsError
+from infra.errors import SecretSettingError, SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM_DIR = PROJECT_ROOT / "burner-program"
@@ -29,6 +30,7 @@ EngineName = Literal["auto", "cli", "offline"]
 ENGINE_NAMES: tuple[EngineName, ...] = ("auto", "cli", "offline")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
+_TOKEN_RE = re.compile(r"[!-~]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Settings:
             engine=cast(EngineName, _choice(environ, "INFRA_API_ENGINE", DEFAULT_ENGINE, ENGINE_NAMES)),
             request_timeout=request_timeout,
             max_inflight=_int(environ, "INFRA_API_MAX_INFLIGHT", DEFAULT_MAX_INFLIGHT, 1, 1024),
-            token=environ.get("INFRA_API_TOKEN") or None,
+            token=_token(environ, "INFRA_API_TOKEN"),
             log_level=_choice(environ, "INFRA_API_LOG_LEVEL", DEFAULT_LOG_LEVEL, LOG_LEVELS),
             log_format=_choice(environ, "INFRA_API_LOG_FORMAT", DEFAULT_LOG_FORMAT, LOG_FORMATS),
             reap_interval=_float(environ, "INFRA_API_REAP_INTERVAL", DEFAULT_REAP_INTERVAL),
@@ -123,6 +125,15 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     if not low <= value <= high:
         raise SettingsError(name, raw, f"an integer from {low} to {high}")
     return value
+
+
+def _token(environ: Mapping[str, str], name: str) -> str | None:
+    raw = environ.get(name, "")
+    # It travels in a header, where whitespace is trimmed and non-ASCII mangled: no client
+    # could send such a token, so it is a mistake (a stray newline from a secrets file, say).
+    if raw and not _TOKEN_RE.fullmatch(raw):
+        raise SecretSettingError(name, "printable ASCII characters without whitespace")
+    return raw or None
 
 
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:

@@ -1,14 +1,17 @@
-"""HTTP plumbing shared by every route: request ids, auth, metrics and the one error mapping."""
+"""HTTP plumbing shared by every route: request ids, auth, metrics and the one error mapping,
+and the dev server's request handler."""
 
 from __future__ import annotations
 
 import hmac
 import http
+import json
 import logging
 import re
 import time
 import uuid
 from typing import Any
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler
 
 import falcon
 
@@ -22,6 +25,11 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A client's id is echoed only if it is short and plain: it goes into log lines and headers.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 OPEN_PATHS = frozenset({"/healthz"})
+# The methods HTTP defines: anything else is answered 501, and never becomes a metric label.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+                          "CONNECT"})
+# Names the software, never its version.
+SERVER_HEADER = "burner-api"
 
 
 class RequestContext:
@@ -33,20 +41,25 @@ class RequestContext:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Pick the request id and start the clock."""
         given = req.get_header(REQUEST_ID_HEADER) or ""
-        req.context.request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        req.context.request_id = given if _REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
         req.context.started = time.perf_counter()
         req.context.log_token = logs.request_id.set(req.context.request_id)
+        if req.method not in HTTP_METHODS:
+            raise falcon.HTTPNotImplemented(
+                description="unknown method; the routes answer GET (and OPTIONS)")
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
                          req_succeeded: bool) -> None:
         """Echo the id, record metrics, log one line, and unbind the id."""
         resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
         seconds = time.perf_counter() - req.context.started
+        # Every label from a closed set: a value the client chose would add a series each time.
         route = req.uri_template or "unmatched"
+        method = req.method if req.method in HTTP_METHODS else "other"
         status = resp.status_code
-        self._metrics.requests.labels(route, req.method, str(status)).inc()
+        self._metrics.requests.labels(route, method, str(status)).inc()
         self._metrics.request_seconds.labels(route).observe(seconds)
-        logger.info("%s %s -> %d in %.0f ms", req.method, req.path, status, seconds * 1000)
+        logger.info("%s -> %d in %.0f ms", _where(req), status, seconds * 1000)
         logs.request_id.reset(req.context.log_token)
 
 
@@ -85,11 +98,11 @@ class ErrorMapper:
         """Map the error tree: status and code come from the class, details from the instance."""
         body: dict[str, Any] = {"title": ex.title, "code": ex.code}
         if isinstance(ex, ParameterError):
-            logger.info("rejected: %s", ex)
+            logger.info("rejected: %s", logs.escape(str(ex)))
             body.update(parameter=ex.parameter, value=ex.value, allowed=ex.allowed,
                         description=f"invalid {ex.parameter}={ex.value!r}; allowed: {ex.allowed}")
         elif isinstance(ex, UnauthorizedError):
-            logger.warning("unauthorized: %s %s", req.method, req.path)
+            logger.warning("unauthorized: %s", _where(req))
             resp.set_header("WWW-Authenticate", 'Bearer realm="burner-api"')
             body["description"] = "send the token as 'Authorization: Bearer <token>'"
         elif isinstance(ex, OverloadedError):
@@ -100,12 +113,12 @@ class ErrorMapper:
                         description=f"all {ex.limit} burner slots are busy; retry later")
         elif isinstance(ex, EngineError):
             # The exception chain carries the CLI's output: it goes to the log, never the body.
-            logger.error("%s %s: %s", req.method, req.path, ex, exc_info=ex)
+            logger.error("%s: %s", _where(req), ex, exc_info=ex)
             self._metrics.failures.labels(ex.code, ex.phase).inc()
             body.update(stack=ex.stack, phase=ex.phase,
                         description=f"the {ex.phase} step {_failure(ex)}; the server log has details")
         else:
-            logger.error("%s %s: %s", req.method, req.path, ex, exc_info=ex)
+            logger.error("%s: %s", _where(req), ex, exc_info=ex)
             self._metrics.failures.labels(ex.code, "-").inc()
             body["description"] = "see the server log"
         self._respond(req, resp, ex.status, body)
@@ -115,7 +128,7 @@ class ErrorMapper:
         """Anything not raised on purpose: 500 with no detail, the traceback to the log."""
         if isinstance(ex, falcon.HTTPError):  # falcon's own 404/405/... keep their status
             raise ex
-        logger.error("%s %s: unexpected error", req.method, req.path, exc_info=ex)
+        logger.error("%s: unexpected error", _where(req), exc_info=ex)
         self._metrics.failures.labels("internal_error", "-").inc()
         self._respond(req, resp, 500, {"title": InfraError.title, "code": InfraError.code,
                                        "description": "see the server log"})
@@ -137,6 +150,10 @@ class ErrorMapper:
         resp.media = body
 
 
+def _where(req: falcon.Request) -> str:
+    return f"{logs.escape(req.method)} {logs.escape(req.path)}"
+
+
 def _failure(ex: EngineError) -> str:
     return "was cancelled at the request timeout" if ex.status == 504 else "failed"
 
@@ -146,3 +163,57 @@ def _code_of(status: int) -> str:
         return http.HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
         return "http_error"
+
+
+class _ServerHandler(ServerHandler):
+    server_software = SERVER_HEADER
+
+
+class DevRequestHandler(WSGIRequestHandler):
+    """The dev server's handler: an escaped access log through ``logging``, a banner without
+    versions, and JSON for the errors wsgiref answers itself (request line, 414, 431, 505)."""
+
+    # An unparsable request line would otherwise get an HTTP/0.9 answer: no status, no headers.
+    default_request_version = "HTTP/1.0"
+
+    def version_string(self) -> str:
+        """The ``Server`` header of the errors wsgiref answers itself."""
+        return SERVER_HEADER
+
+    def handle(self) -> None:
+        """wsgiref's ``handle`` with our ``ServerHandler``, which names no Python version."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        # The ignores: typeshed's socket files and server type are narrower than wsgiref's own.
+        handler = _ServerHandler(self.rfile, self.wfile,  # type: ignore[arg-type]
+                                 self.get_stderr(), self.get_environ(), multithread=False)
+        handler.request_handler = self  # type: ignore[attr-defined]
+        handler.run(self.server.get_app())  # type: ignore[attr-defined]
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Answer as the app would: JSON with a code and a request id (the detail goes to the log)."""
+        request_id = uuid.uuid4().hex
+        with logs.bound(logs.request_id, request_id):
+            self.log_error("code %d, message %s", code, message or "-")
+            status = http.HTTPStatus(code)
+            body = json.dumps({"title": f"{code} {status.phrase}", "code": _code_of(code),
+                               "description": status.description,
+                               "request_id": request_id}).encode()
+            self.send_response(code)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", falcon.MEDIA_JSON)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header(REQUEST_ID_HEADER, request_id)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """One access or error line through ``logging``, its client-chosen parts escaped."""
+        logger.info("%s %s", self.address_string(), logs.escape(format % args))
