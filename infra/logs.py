@@ -1,4 +1,5 @@
-"""Log context (request id and stack name on every line) and an optional JSON line format."""
+"""Log context (request id and stack name on every line), an optional JSON line format, and
+the escaping of client-chosen values (also in gunicorn's access log)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from gunicorn import glogging
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 stack_name: contextvars.ContextVar[str] = contextvars.ContextVar("stack_name", default="-")
@@ -37,6 +40,25 @@ def bound(var: contextvars.ContextVar[str], value: str) -> Iterator[None]:
         yield
     finally:
         var.reset(token)
+
+
+class _EscapedAtoms(glogging.SafeAtoms):
+    """gunicorn's access log values: it escapes only quotes, we escape control characters too."""
+
+    def __init__(self, atoms: dict[str, Any]) -> None:
+        super().__init__({key: escape(value) if isinstance(value, str) else value
+                          for key, value in atoms.items()})
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's logger, with access log lines a client cannot break or forge.
+
+    gunicorn refuses control characters in the request line and header values, but writes the
+    Basic-auth user name (``%(u)s``) decoded, the decoded path (``%(U)s``) and header bytes
+    above 0x7f (C1 controls such as NEL and CSI) as they came.
+    """
+
+    atoms_wrapper_class = _EscapedAtoms
 
 
 class ContextFilter(logging.Filter):

@@ -7,6 +7,7 @@ banner names no versions and whose own errors are JSON.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -21,7 +22,9 @@ import infra_api
 from infra import logs, web
 from infra.errors import SettingsError
 from infra.settings import Settings
+from tests.api.support import PYTHON, make_environ
 from tests.api.test_api import FakeBurner
+from tests.harness import ServerProcess, free_port, start_server
 
 # Falcon's test client runs wsgiref's validator, which warns about the methods we invent.
 invented_methods = pytest.mark.filterwarnings("ignore::wsgiref.validate.WSGIWarning")
@@ -270,3 +273,37 @@ def test_dev_server_access_log_escapes_the_request_line(dev_server, caplog_with_
     assert any("FORGED2" in line for line in lines)
     for line in lines:
         assert line.isprintable(), line
+
+
+# gunicorn's access log -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def gunicorn_access_log(tmp_path) -> Iterator[tuple[tuple[str, int], ServerProcess]]:
+    """gunicorn with the service's logger class and its access log on stdout."""
+    port = free_port()
+    (tmp_path / "empty.conf.py").write_text("")
+    argv = [PYTHON, "-m", "gunicorn", "-c", str(tmp_path / "empty.conf.py"),
+            "--logger-class", "infra.logs.GunicornLogger", "--access-logfile", "-",
+            "--no-control-socket", "--workers", "1", "-b", f"127.0.0.1:{port}",
+            "infra_api:create_app()"]
+    environ = make_environ(tmp_path / "state", INFRA_API_PORT=str(port))
+    for server in start_server(argv, environ, tmp_path / "gunicorn.log"):
+        yield ("127.0.0.1", port), server
+
+
+@pytest.mark.slow
+def test_gunicorn_access_log_escapes_what_gunicorn_lets_through(gunicorn_access_log):
+    address, server = gunicorn_access_log
+    forged = b'\n127.0.0.1 - - [01/Jan/2026:00:00:00 +0000] "GET /FORGED HTTP/1.1" 200 0 "-" "-"'
+    user = base64.b64encode(b"evil" + forged + b":password").decode()
+    status, _, _ = exchange(address, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                     b"Authorization: Basic " + user.encode() + b"\r\n"
+                                     b"User-Agent: ua\x9b2J\x85FORGED-UA\r\n\r\n")
+    assert status == 200
+    server.stop()
+    lines = [line for line in server.output().splitlines() if "/healthz HTTP/1.1" in line
+             or "FORGED" in line]
+    assert len(lines) == 2  # the readiness probe's line and ours, nothing forged
+    assert not any(line.startswith("127.0.0.1 - - [01/Jan/2026") for line in lines)
+    assert "FORGED-UA" in lines[-1] and lines[-1].isprintable()
