@@ -44,15 +44,20 @@ def owned_dir(path: Path, private: bool = False) -> Path:
     """Create ``path`` (mode 0700) if missing and return its real path; raise UnsafePathError
     unless we own it and no other user can write to it or replace it (``private``: nor enter it).
     """
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     uid = os.getuid()
-    # A symlink is only as safe as its owner: in a sticky dir like /tmp, its owner can repoint it.
-    prefix = Path(path.anchor)
-    for part in path.absolute().parts[1:]:
+    # A symlink is only as safe as its owner: in a sticky dir like /tmp, its owner can repoint
+    # it. Checked before mkdir, which would follow it.
+    absolute = path.absolute()
+    prefix = Path(absolute.anchor)
+    for part in absolute.parts[1:]:
         prefix /= part
-        info = os.lstat(prefix)
+        try:
+            info = os.lstat(prefix)
+        except FileNotFoundError:
+            break
         if stat.S_ISLNK(info.st_mode) and info.st_uid not in (0, uid):
             raise UnsafePathError(f"refusing {path}: {prefix} is a symlink owned by uid {info.st_uid}")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     real = Path(os.path.realpath(path))
     for directory in (*reversed(real.parents), real):
         info = os.lstat(directory)

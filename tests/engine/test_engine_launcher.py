@@ -155,3 +155,20 @@ def test_program_host_socket_dir_must_be_private(shared_tmp, mode, usable):
     directory.chmod(mode)
     found = host_socket_in_subprocess(shared_tmp)
     assert found.startswith(str(directory)) if usable else found == "None"
+
+
+@needs_root
+def test_dangling_symlink_of_another_user_is_refused_before_anything_is_created(shared_tmp,
+                                                                              tmp_path):
+    target = tmp_path / "made-by-mkdir"
+    as_attacker("ln", "-s", str(target), str(shared_tmp / "engine"))
+    with pytest.raises(UnsafePathError, match="symlink"):
+        offline_pulumi.install_root(shared_tmp / "engine")
+    assert not target.exists()
+
+
+def test_relative_root_is_checked_and_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = offline_pulumi.install_root(Path("engine"))
+    assert root == tmp_path.resolve() / "engine"
+    assert (root / "bin" / "pulumi").is_file()
