@@ -21,11 +21,10 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 ERROR_CODES = ["invalid_parameter", "unauthorized", "not_found", "method_not_allowed",
                "overloaded", "engine_error", "deadline_exceeded", "internal_error",
-               "bad_request", "not_implemented"]
-# Answers no single operation lists: they come before routing or for methods no route has.
-OTHER_METHODS = ("Every route answers GET and OPTIONS only. Other methods HTTP defines, HEAD "
-                 "included, get 405 with an Allow header; methods HTTP does not define get 501. "
-                 "Both carry the Error body and X-Request-ID.")
+               "bad_request"]
+# What no single operation lists: the answer to the methods no route has.
+OTHER_METHODS = ("Every route answers GET and OPTIONS only: any other method, HEAD and invented "
+                 "ones included, gets 405 with an Allow header, the Error body and X-Request-ID.")
 _REQUEST_ID = {"description": "the request id: the client's X-Request-ID if it was a plain "
                               "token of up to 128 characters, else a generated one",
                "schema": {"type": "string"}}

@@ -25,9 +25,11 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A client's id is echoed only if it is short and plain: it goes into log lines and headers.
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # always fullmatch: $ allows a "\n"
 OPEN_PATHS = frozenset({"/healthz"})
-# The methods HTTP defines: anything else is answered 501, and never becomes a metric label.
+# The methods HTTP defines: any other never becomes a metric label.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
                           "CONNECT"})
+# Every route only reads; falcon's own 405 answers list the same methods.
+ROUTE_METHODS = ("GET", "OPTIONS")
 # Names the software, never its version.
 SERVER_HEADER = "burner-api"
 
@@ -44,9 +46,12 @@ class RequestContext:
         req.context.request_id = given if _REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
         req.context.started = time.perf_counter()
         req.context.log_token = logs.request_id.set(req.context.request_id)
-        if req.method not in HTTP_METHODS:
-            raise falcon.HTTPNotImplemented(
-                description="unknown method; the routes answer GET (and OPTIONS)")
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         params: dict[str, Any]) -> None:
+        """Answer an invented method on a route as any other missing one: 405, not falcon's 400."""
+        if resource is not None and req.method not in HTTP_METHODS:
+            raise falcon.HTTPMethodNotAllowed(list(ROUTE_METHODS))
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
                          req_succeeded: bool) -> None:
