@@ -1,4 +1,9 @@
-"""Gunicorn settings for ``gunicorn -c gunicorn.conf.py infra_api:application``."""
+"""Gunicorn settings for ``gunicorn -c gunicorn.conf.py infra_api:application``.
+
+The master prepares the state dir and program venv and, when no Temporal cluster is named,
+starts the embedded one (once, for all workers). Each worker process connects, runs a Temporal
+worker beside its HTTP threads, and drains it when it exits.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import logging
 import os
 from typing import Any
 
-from infra.logs import dict_config
+from infra.logs import GunicornLogger, dict_config
 from infra.settings import Settings
 
 # Validates every INFRA_API_* variable before gunicorn binds; a bad one stops start-up here.
@@ -21,19 +26,21 @@ _METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
 wsgi_app = "infra_api:application"
 bind = f"{_settings.host}:{_settings.port}"
 
-# Each request mostly waits on Pulumi subprocesses, so threads give cheap concurrency;
-# two processes keep serving if one is busy or being recycled.
+# Each request mostly waits on its workflow, so threads give cheap concurrency; two processes
+# keep serving if one is busy or being recycled.
 worker_class = "gthread"
 workers = 2
 threads = 4
 
-# Above the longest request (its timeout, the cancellation grace, teardown and a first-request
-# virtualenv build), so gunicorn never kills a worker mid-pipeline and leaves a stack behind.
-timeout = int(_settings.request_timeout + 2 * _settings.cancel_grace) + 180
-# SIGTERM: workers stop accepting and finish in-flight requests (each bounded by its deadline).
-graceful_timeout = int(_settings.request_timeout + 2 * _settings.cancel_grace) + 30
+_REQUEST = _settings.request_timeout + _settings.cancel_grace
+# Above the longest request plus a first-request virtualenv build.
+timeout = int(_REQUEST) + 180
+# SIGTERM: workers finish in-flight requests, then their Temporal worker drains its activities.
+graceful_timeout = int(2 * _REQUEST) + 60
 
 loglevel = _settings.log_level.lower()
+# gunicorn escapes only quotes in its access log; this escapes control characters too.
+logger_class = GunicornLogger
 
 # gunicorn's control socket has one fixed path per user, shared by every instance on the
 # machine (tests, benchmarks, several deployments); nothing here uses it.
@@ -50,42 +57,57 @@ logconfig_dict["formatters"]["access"] = {"format": "%(message)s"}
 logconfig_dict["handlers"]["console"] = {"class": "logging.StreamHandler", "formatter": "access",
                                          "stream": "ext://sys.stdout"}
 
+_embedded: Any = None
+
 
 def on_starting(server: Any) -> None:
-    """In the master, before any worker: fresh metrics files, the program venv, one reaper pass."""
-    from infra.basic import Pipeline
+    """In the master, before any worker: state dir, venv, fresh metrics, the embedded Temporal."""
+    global _embedded
+    from infra.basic import Burner
+    from infra.embedded import EmbeddedTemporal
     from infra.engine import select_engine
     from infra.errors import InfraError
-    from infra.metrics import Metrics
-    from infra.prepare import make_state_dirs
-    from infra.reaper import Reaper
 
-    make_state_dirs(_settings)
+    try:
+        Burner(_settings, select_engine(_settings)).toolchain()
+    except InfraError as exc:
+        server.log.error("cannot start: %s", exc)
+        raise SystemExit(1) from None
     os.makedirs(_METRICS_DIR, exist_ok=True)
     for name in os.listdir(_METRICS_DIR):
         if name.endswith(".db"):
             os.unlink(os.path.join(_METRICS_DIR, name))
-    try:
-        pipeline = Pipeline(_settings, select_engine(_settings))
-        pipeline.prepare()
-        # Stacks of workers killed in an earlier run are destroyed before serving starts.
-        Reaper(pipeline, Metrics()).run_once()
-    except InfraError as exc:
-        logging.getLogger("infra").error("warm-up failed, requests will retry: %s", exc)
+    if _settings.temporal_address is None:
+        _embedded = EmbeddedTemporal(_settings.state_dir)
+        # Workers are forked from here and read their settings from this environment.
+        os.environ["INFRA_API_TEMPORAL_ADDRESS"] = _embedded.start()
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the periodic reaper in each worker (a file lock keeps passes one at a time)."""
+    """Connect this worker process to Temporal and start its Temporal worker."""
     import infra_api
 
-    infra_api.start_reaper()
+    try:
+        infra_api.default_service().start()
+    except Exception as exc:
+        logging.getLogger("infra").error("cannot start: %s", exc)
+        raise
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """A worker that exits cleanly removes its own temp dir."""
-    from infra.owners import drop_process_tmp
+    """Drain this process's Temporal worker (in-flight requests are already done)."""
+    import infra_api
 
-    drop_process_tmp()
+    infra_api.default_service().stop(last=False)
+
+
+def on_exit(server: Any) -> None:
+    """After every worker is gone: stop the engine's program hosts and the embedded Temporal."""
+    from infra.engine import select_engine
+
+    select_engine(_settings).stop_helpers()
+    if _embedded is not None:
+        _embedded.stop()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import shlex
-import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,11 +14,9 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from infra.settings import PROGRAM_DIR, PROJECT_ROOT
+from infra.settings import PROGRAM_DIR
+from tests.harness import SHARED_VENV_DIR  # noqa: F401 - the tests' venv, shared
 
-# The program virtualenv every run shares (the same one the test suite uses): it is keyed by
-# the requirements hash, so it is built once and rebuilt only when the requirements change.
-SHARED_VENV_DIR = PROJECT_ROOT / ".state" / "venvs"
 PROGRAM_REQUIREMENTS = PROGRAM_DIR / "requirements.txt"
 ENDPOINTS = ("id", "uuid", "string", "time")
 # Outer settings must not leak into a measurement (a state dir, a key cache, a debug flag).
@@ -45,14 +42,6 @@ def clean_environ(**extra: str) -> dict[str, str]:
     """This process's environment without INFRA_API_*, PULUMI_* and OFFLINE_PULUMI_*, plus extra."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_PREFIXES)}
     return {**base, **extra}
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get(port: int, path: str, timeout: float = 600) -> tuple[int, dict[str, Any], float]:

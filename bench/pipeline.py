@@ -1,4 +1,4 @@
-"""In-process runs of ``infra.basic.Pipeline``: time per phase and pulumi processes per request."""
+"""In-process runs of ``infra.basic.Burner``: time per phase and pulumi processes per request."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import offline_pulumi
 from bench.common import CountingRoot, clean_environ, median, subcommand
-from infra.basic import Pipeline
-from infra.engine import Engine
+from infra.basic import Burner
+from infra.engine import Engine, select_engine
 from infra.kinds import parse_request
 from infra.settings import Settings
 
 PHASES = ("ensure_venv", "create_stack", "configure", "refresh", "up", "read_outputs",
-          "destroy", "remove")
+          "select", "destroy", "remove")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,10 +37,11 @@ def run_pipeline(runs: int, venv_dir: Path) -> PipelineStats:
         environ = clean_environ(INFRA_API_STATE_DIR=str(Path(tmp) / "state"),
                                 INFRA_API_VENV_DIR=str(venv_dir), INFRA_API_ENGINE="offline")
         settings = Settings.from_environ(environ)
-        pipeline = Pipeline(settings, Engine("offline (counted)", counter.command))
+        burner = Burner(settings, Engine("offline (counted)", counter.command,
+                                         select_engine(settings).env_vars))
         # Engine probe and venv check happen once per process; they are counted separately.
-        pipeline.engine.command()
-        pipeline.prepare()
+        burner.engine.command()
+        burner.toolchain()
         probe = len(counter.invocations())
         per_request: list[int] = []
         per_phase: dict[str, list[float]] = {name: [] for name in PHASES}
@@ -48,7 +49,7 @@ def run_pipeline(runs: int, venv_dir: Path) -> PipelineStats:
         kinds: Counter[str] = Counter()
         for _ in range(runs):
             before = len(counter.invocations())
-            result = pipeline.run(parse_request("uuid", {}))
+            result = burner.run(parse_request("uuid", {}))
             lines = counter.invocations()[before:]
             per_request.append(len(lines))
             kinds.update(subcommand(line) for line in lines)

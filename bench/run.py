@@ -22,11 +22,12 @@ from bench.engine import measure_floor, measure_scaling
 from bench.machine import machine_details
 from bench.pipeline import run_pipeline
 from bench.report import Results, render, targets
-from bench.server import ServerError
 from bench.tutorial import measure_tutorial
+from bench.workflow import measure_workflow
 from infra.errors import InfraError
 from infra.settings import PROGRAM_DIR, PROJECT_ROOT
 from infra.venv import ensure_venv, venv_name
+from tests.harness import ServerFailed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Plan:
 
     latency_samples: int
     pipeline_runs: int
+    workflow_runs: int
     load_seconds: float
     load_levels: tuple[int, ...]
     scaling_sizes: tuple[int, ...]
@@ -44,9 +46,9 @@ class Plan:
 
 
 LOG_DIR = PROJECT_ROOT / ".state" / "bench"
-FULL = Plan(latency_samples=15, pipeline_runs=5, load_seconds=30, load_levels=(1, 4, 8, 16),
+FULL = Plan(latency_samples=15, pipeline_runs=5, workflow_runs=15, load_seconds=30, load_levels=(1, 4, 8, 16),
             scaling_sizes=(1, 10, 100), scaling_runs=3, floor_runs=10, tutorial_requests=3)
-QUICK = dataclasses.replace(FULL, latency_samples=4, pipeline_runs=2, load_seconds=10,
+QUICK = dataclasses.replace(FULL, latency_samples=4, pipeline_runs=2, workflow_runs=5, load_seconds=10,
                             scaling_runs=1, floor_runs=5, tutorial_requests=2)
 
 
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         results = measure(QUICK if args.quick else FULL, "quick" if args.quick else "full")
-    except (ServerError, InfraError, RuntimeError, OSError, auto.errors.CommandError) as exc:
+    except (ServerFailed, InfraError, RuntimeError, OSError, auto.errors.CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as exc:
@@ -100,6 +102,8 @@ def measure(plan: Plan, mode: str) -> Results:
         latency = measure_latency(work, LOG_DIR, SHARED_VENV_DIR, plan.latency_samples)
         step(f"phases and pulumi processes: {plan.pipeline_runs} in-process runs")
         pipeline = run_pipeline(plan.pipeline_runs, SHARED_VENV_DIR)
+        step(f"workflow path: {plan.workflow_runs} in-process and workflow runs, alternating")
+        workflow = measure_workflow(plan.workflow_runs, SHARED_VENV_DIR)
         step(f"throughput: {plan.load_levels} clients, {plan.load_seconds:.0f} s each")
         throughput, leftovers = measure_throughput(work, LOG_DIR, SHARED_VENV_DIR,
                                                    plan.load_levels, plan.load_seconds)
@@ -110,7 +114,7 @@ def measure(plan: Plan, mode: str) -> Results:
     step(f"tutorial flow: {plan.tutorial_requests} requests")
     tutorial = measure_tutorial(plan.tutorial_requests)
     return Results(machine=machine, mode=mode, venv_note=venv_note, latency=latency,
-                   pipeline=pipeline, throughput=throughput, leftovers=leftovers,
+                   pipeline=pipeline, workflow=workflow, throughput=throughput, leftovers=leftovers,
                    scaling=scaling, floor=floor, tutorial=tutorial,
                    wall_s=time.perf_counter() - started)
 

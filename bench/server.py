@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from types import TracebackType
 
-from bench.common import clean_environ, free_port, get
-from infra.settings import PROJECT_ROOT
+from bench.common import clean_environ
+from tests.harness import GUNICORN, ServerFailed, ServerProcess, free_port
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-class ServerError(RuntimeError):
-    """The server did not start, with the tail of its log."""
-
-
 class Gunicorn:
-    """``gunicorn -c gunicorn.conf.py infra_api:application``, started and stopped by the bench."""
+    """``gunicorn -c gunicorn.conf.py infra_api:application`` with its own state dir."""
 
     def __init__(self, state_dir: Path, venv_dir: Path, log: Path, max_inflight: int) -> None:
         self.port = free_port()
@@ -29,7 +22,7 @@ class Gunicorn:
             INFRA_API_HOST="127.0.0.1", INFRA_API_PORT=str(self.port),
             INFRA_API_STATE_DIR=str(state_dir), INFRA_API_VENV_DIR=str(venv_dir),
             INFRA_API_ENGINE="offline", INFRA_API_MAX_INFLIGHT=str(max_inflight))
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.server: ServerProcess | None = None
 
     def __enter__(self) -> Gunicorn:
         self.start()
@@ -40,34 +33,18 @@ class Gunicorn:
         self.stop()
 
     def start(self, deadline_s: float = 120) -> None:
-        """Start gunicorn and poll /healthz until it answers; raise ServerError otherwise."""
-        argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "infra_api:application"]
-        with open(self.log, "wb") as handle:
-            self.proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=self.environ,
-                                         stdout=handle, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerError(f"gunicorn exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if get(self.port, "/healthz", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise ServerError(f"gunicorn not ready after {deadline_s}s:\n{self.tail()}")
+        """Start gunicorn and wait until /readyz answers 200; raise ServerFailed otherwise."""
+        self.server = ServerProcess(GUNICORN, self.environ, self.port, self.log)
+        try:
+            self.server.wait_ready(deadline_s, path="/readyz")
+        except ServerFailed:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Terminate gunicorn, then kill it if it does not exit in time."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.server is not None:
+            self.server.stop()
 
     def tail(self, lines: int = 40) -> str:
         """The last lines of the server log."""
@@ -76,11 +53,12 @@ class Gunicorn:
     def cpu_seconds(self) -> float:
         """User+system CPU of gunicorn and its descendants, plus the engine's program hosts.
 
-        Program runs are forked by the offline engine's warm program host, which is detached
-        from the server's tree; its children are reaped by it, so its tree holds their time.
+        The embedded Temporal server is a child of gunicorn's master, so it is counted. Program
+        runs are forked by the offline engine's warm program host, which is detached from the
+        server's tree; its children are reaped by it, so its tree holds their time.
         """
-        assert self.proc is not None
-        return tree_cpu_seconds(self.proc.pid) + sum(
+        assert self.server is not None
+        return tree_cpu_seconds(self.server.proc.pid) + sum(
             tree_cpu_seconds(pid) for pid in program_host_pids())
 
 

@@ -1,12 +1,14 @@
-"""The burner pipeline: one ephemeral Pulumi stack per request, always torn down.
+"""The burner steps: one ephemeral Pulumi stack, provisioned, read, then always torn down.
 
-Steps, each logged: set the context, ensure the program's virtualenv, create the stack,
-configure it, refresh, up, read the outputs, then destroy and remove the stack.
-Run one from the command line with ``python -m infra.basic uuid`` (see ``infra.cli``).
+Steps, each logged and timed: set the context, ensure the program's virtualenv, create the
+stack, configure it, refresh, up, read the outputs; then destroy and remove it. ``Burner``
+runs them; the workflow (``infra.activities``) runs provisioning and teardown as separate
+activities, ``Burner.run`` runs both in-process (``python -m infra.basic uuid``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -18,19 +20,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
 
 import yaml
 from pulumi import automation as auto
 
-from infra import cancel, logs, owners
-from infra.deadline import run_before
+from infra import logs
 from infra.engine import Engine
-from infra.errors import DeadlineError, EngineError
+from infra.errors import EngineError, StateDirError
 from infra.kinds import BurnerRequest
 from infra.metrics import Metrics
-from infra.prepare import Prepared, prepare, readiness
 from infra.settings import Settings
+from infra.toolchain import Toolchain, build_toolchain, readiness
 
 logger = logging.getLogger(__name__)
 
@@ -41,22 +41,33 @@ EXTRA_OUTPUTS = {"id": {"hex": "id_hex"}}
 Extras = tuple[tuple[str, str], ...]
 
 
+def new_stack_name() -> str:
+    """A fresh burner stack name (also the id of the workflow that owns the stack)."""
+    return STACK_PREFIX + uuid.uuid4().hex[:16]
+
+
 @dataclasses.dataclass(frozen=True)
-class Context:
-    """Everything one burner run needs to know, fixed before any stack exists."""
+class BurnSpec:
+    """Everything one burner stack needs to know, fixed before the stack exists."""
 
     request: BurnerRequest
     stack_name: str
-    project: str
-    program_dir: Path
 
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
-    """How long one pipeline step took."""
+    """How long one step took."""
 
     name: str
     duration_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Provisioned:
+    """The value a burner stack produced and its other encodings."""
+
+    value: str
+    extras: Extras
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +79,7 @@ class BurnerResult:
     extras: Extras
     stack: str
     phases: tuple[Phase, ...]
+    operation: str | None = None
 
     @property
     def duration_ms(self) -> float:
@@ -75,14 +87,15 @@ class BurnerResult:
         return sum(phase.duration_ms for phase in self.phases)
 
 
-def set_context(request: BurnerRequest, settings: Settings) -> Context:
-    """Fix the stack name and program for one run."""
-    return Context(
-        request=request,
-        stack_name=STACK_PREFIX + uuid.uuid4().hex[:16],
-        project=project_name(settings.program_dir),
-        program_dir=settings.program_dir,
-    )
+@dataclasses.dataclass
+class Progress:
+    """What a provisioning or teardown has done so far (read by whoever runs it)."""
+
+    phases: list[Phase] = dataclasses.field(default_factory=list)
+    current: str = "set_context"
+    created: bool = False
+    # Called with each phase's name as it starts (the workflow heartbeats with it).
+    on_phase: Callable[[str], None] = lambda name: None
 
 
 @functools.cache
@@ -93,26 +106,26 @@ def project_name(program_dir: Path) -> str:
     return name
 
 
-def open_workspace(project: str, program_dir: Path, work_dir: Path, prepared: Prepared,
-                   engine: Engine, settings: Settings) -> auto.LocalWorkspace:
+def open_workspace(program_dir: Path, work_dir: Path, toolchain: Toolchain, engine: Engine,
+                   settings: Settings) -> auto.LocalWorkspace:
     """A workspace in ``work_dir`` whose generated Pulumi.yaml points at the program and venv."""
     project_settings = auto.ProjectSettings(
-        name=project,
-        runtime=auto.ProjectRuntimeInfo(name="python", options={"virtualenv": str(prepared.venv)}),
+        name=project_name(program_dir),
+        runtime=auto.ProjectRuntimeInfo(name="python", options={"virtualenv": str(toolchain.venv)}),
         main=str(program_dir),
     )
     return auto.LocalWorkspace(
         work_dir=str(work_dir),
         pulumi_command=engine.command(),
         pulumi_home=str(settings.pulumi_home),
-        env_vars=prepared.env_vars,
+        env_vars=toolchain.env_vars,
         project_settings=project_settings,
     )
 
 
-def create_stack(ctx: Context, workspace: auto.LocalWorkspace) -> auto.Stack:
-    """Create the run's stack in its workspace."""
-    return auto.Stack.create(ctx.stack_name, workspace)
+def create_stack(stack_name: str, workspace: auto.LocalWorkspace) -> auto.Stack:
+    """Create the stack, or select it if a retried step created it already."""
+    return auto.Stack.create_or_select(stack_name, workspace)
 
 
 def select_existing(workspace: auto.LocalWorkspace, stack_name: str) -> auto.Stack | None:
@@ -130,29 +143,29 @@ def configure(stack: auto.Stack, request: BurnerRequest) -> None:
 
 def refresh(stack: auto.Stack) -> None:
     """Refresh the stack's state from its resources."""
-    stack.refresh(on_output=_output_logger(stack.name))
+    stack.refresh(on_output=_output_logger())
 
 
 def up(stack: auto.Stack) -> auto.UpResult:
     """Run the program and create its resources."""
-    return stack.up(on_output=_output_logger(stack.name))
+    return stack.up(on_output=_output_logger())
 
 
-def read_outputs(ctx: Context, result: auto.UpResult) -> tuple[str, Extras]:
+def read_outputs(spec: BurnSpec, result: auto.UpResult) -> Provisioned:
     """Pick the requested value (and any other encodings) from the up result's outputs."""
-    kind = ctx.request.kind
+    kind = spec.request.kind
     wanted = {kind: kind, **EXTRA_OUTPUTS.get(kind, {})}
     missing = sorted(set(wanted.values()) - set(result.outputs))
     if missing:
-        raise EngineError("read_outputs", ctx.stack_name, f"program did not export {missing}")
+        raise EngineError("read_outputs", spec.stack_name, f"program did not export {missing}")
     extras = tuple((label, str(result.outputs[key].value)) for label, key in wanted.items()
                    if label != kind)
-    return str(result.outputs[kind].value), extras
+    return Provisioned(str(result.outputs[kind].value), extras)
 
 
 def destroy(stack: auto.Stack) -> None:
     """Delete every resource of the stack."""
-    stack.destroy(on_output=_output_logger(stack.name))
+    stack.destroy(on_output=_output_logger())
 
 
 def remove(stack: auto.Stack) -> None:
@@ -160,162 +173,145 @@ def remove(stack: auto.Stack) -> None:
     stack.workspace.remove_stack(stack.name)
 
 
-def _output_logger(stack_name: str) -> auto.OnOutput:
+def _output_logger() -> auto.OnOutput:
+    # The Automation API may call this from a reader thread of its own: each line is logged
+    # in a copy of the step's context, so it carries the step's request id, workflow and stack.
+    context = contextvars.copy_context()
+
     def log_line(line: str) -> None:
-        logger.debug("%s | %s", stack_name, line)
+        context.copy().run(logger.debug, "pulumi | %s", line)
 
     return log_line
 
 
-@dataclasses.dataclass
-class _Progress:
-    """Shared between a run's request thread and its provisioning thread."""
-
-    phases: list[Phase] = dataclasses.field(default_factory=list)
-    current: str = "set_context"
-    stack: auto.Stack | None = None
-    cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
-
-
-class Pipeline:
-    """Runs burner stacks with one settings object and one engine, injected by the caller."""
+class Burner:
+    """Runs the burner steps with one settings object and one engine, injected by the caller."""
 
     def __init__(self, settings: Settings, engine: Engine, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.metrics = metrics
-        self._prepared: Prepared | None = None
+        self._toolchain: Toolchain | None = None
         self._lock = threading.Lock()
 
-    def prepare(self) -> Prepared:
-        """Create the state dir, passphrase and program venv once; later calls are free."""
+    def toolchain(self) -> Toolchain:
+        """The state dir, passphrase and program venv, made once; later calls are free."""
         with self._lock:
-            if self._prepared is None:
-                self._prepared = prepare(self.settings)
-            return self._prepared
+            if self._toolchain is None:
+                self._toolchain = build_toolchain(self.settings, self.engine)
+            return self._toolchain
 
     def readiness(self) -> dict[str, bool]:
         """Whether the engine starts, the program venv is built and the state dir is writable."""
         return readiness(self.settings, self.engine)
 
-    def open_workspace(self, work_dir: Path) -> auto.LocalWorkspace:
-        """A workspace for any burner stack of this pipeline's program (the reaper uses it too)."""
-        return open_workspace(project_name(self.settings.program_dir), self.settings.program_dir,
-                              work_dir, self.prepare(), self.engine, self.settings)
-
-    def run(self, request: BurnerRequest) -> BurnerResult:
-        """Provision, read and tear down one burner stack.
-
-        Raises EngineError if Pulumi fails, DeadlineError if the request timeout cancelled it.
-        """
-        ctx = set_context(request, self.settings)
-        with logs.bound(logs.stack_name, ctx.stack_name):
-            return self._run(ctx)
-
-    def _run(self, ctx: Context) -> BurnerResult:
-        deadline = time.monotonic() + self.settings.request_timeout
-        progress = _Progress()
-        logger.info("%s: set_context request=%s", ctx.stack_name, ctx.request.config())
-        with self._phase("ensure_venv", ctx, progress):
-            self.prepare()
-        owners.use_process_tmp(self.settings.tmp_dir)
-        work_dir = self.settings.work_dir / ctx.stack_name
-        # The owner record exists before the stack and outlives it: see infra.owners.
-        owners.write_owner(self.settings.owners_dir, ctx.stack_name, owners.current_owner())
+    @contextmanager
+    def workspace(self, stack_name: str) -> Iterator[auto.LocalWorkspace]:
+        """A workspace in a fresh work dir of its own, deleted afterwards."""
+        work_dir = self.settings.work_dir / stack_name
         try:
+            shutil.rmtree(work_dir, ignore_errors=True)  # a retried step's leftover
             work_dir.mkdir(parents=True)
-            workspace = self.open_workspace(work_dir)
-            failed = True
-            try:
-                value, extras = self._provision_before(ctx, workspace, progress, deadline)
-                failed = False
-            finally:
-                self._teardown(ctx, workspace, progress, failed)
+        except OSError as exc:
+            raise StateDirError(self.settings.state_dir, f"unusable: {exc.strerror or exc}") from exc
+        try:
+            yield open_workspace(self.settings.program_dir, work_dir, self.toolchain(), self.engine,
+                                 self.settings)
         finally:
             shutil.rmtree(work_dir, onerror=_log_rmtree_error)
-            owners.remove_owner(self.settings.owners_dir, ctx.stack_name)
-        return BurnerResult(ctx.request.kind, value, extras, ctx.stack_name,
+
+    def provision(self, spec: BurnSpec, progress: Progress) -> Provisioned:
+        """Create, configure, refresh and up the stack, then read its value.
+
+        Raises EngineError naming the failed step; ``progress.created`` tells whether the
+        stack may exist.
+        """
+        with logs.bound(logs.stack_name, spec.stack_name):
+            return self._provision(spec, progress)
+
+    def _provision(self, spec: BurnSpec, progress: Progress) -> Provisioned:
+        logger.info("set_context request=%s", spec.request.config())
+        with self._phase("ensure_venv", progress):
+            self.toolchain()
+        with self.workspace(spec.stack_name) as workspace:
+            with self._phase("create_stack", progress):
+                # Set first: a create that fails half-way may still have made the stack.
+                progress.created = True
+                stack = create_stack(spec.stack_name, workspace)
+            with self._phase("configure", progress):
+                configure(stack, spec.request)
+            with self._phase("refresh", progress):
+                refresh(stack)
+            with self._phase("up", progress):
+                result = up(stack)
+            with self._phase("read_outputs", progress):
+                return read_outputs(spec, result)
+
+    def teardown(self, stack_name: str, clear_lock: bool, progress: Progress) -> None:
+        """Destroy and remove the stack if it exists; with ``clear_lock``, first drop stale locks.
+
+        Idempotent: a stack that is already gone is a success. Raises EngineError.
+        """
+        with logs.bound(logs.stack_name, stack_name), self.workspace(stack_name) as workspace:
+            with self._phase("select", progress):
+                stack = select_existing(workspace, stack_name)
+            if stack is None:
+                logger.info("teardown: the stack does not exist (any more)")
+                return
+            if clear_lock:
+                # Whoever held the lock is known to be gone (its step ended or timed out).
+                with self._phase("clear_lock", progress):
+                    stack.cancel()
+            with self._phase("destroy", progress):
+                destroy(stack)
+            # Only an empty stack is removed: if destroy failed, the error names what is left.
+            with self._phase("remove", progress):
+                remove(stack)
+
+    def run(self, request: BurnerRequest) -> BurnerResult:
+        """Provision, read and tear down one burner stack in this process.
+
+        Raises EngineError if a step fails (the stack is still torn down).
+        """
+        spec = BurnSpec(request, new_stack_name())
+        progress = Progress()
+        with logs.bound(logs.stack_name, spec.stack_name):
+            try:
+                provisioned = self.provision(spec, progress)
+            except BaseException:
+                self._teardown_after_failure(spec.stack_name, progress)
+                raise
+            self.teardown(spec.stack_name, clear_lock=False, progress=progress)
+        return BurnerResult(request.kind, provisioned.value, provisioned.extras, spec.stack_name,
                             tuple(progress.phases))
 
-    def _provision_before(self, ctx: Context, workspace: auto.LocalWorkspace,
-                          progress: _Progress, deadline: float) -> tuple[str, Extras]:
-        """Provision in a thread; at the deadline cancel its Pulumi command and raise."""
-        def on_expiry(finished: Callable[[], bool]) -> NoReturn:
-            phase = progress.current
-            logger.error("%s: request timeout (%g s) during %s; cancelling", ctx.stack_name,
-                         self.settings.request_timeout, phase)
-            progress.cancelled.set()
-            cancel.cancel(ctx.stack_name, finished, self.settings.cancel_grace)
-            raise DeadlineError(phase, ctx.stack_name, self.settings.request_timeout)
-
-        return run_before(deadline, lambda: self._provision(ctx, workspace, progress),
-                          on_expiry, grace=self.settings.cancel_grace,
-                          name=f"{ctx.stack_name}-provision")
-
-    def _provision(self, ctx: Context, workspace: auto.LocalWorkspace,
-                   progress: _Progress) -> tuple[str, Extras]:
-        with self._phase("create_stack", ctx, progress, cancellable=True):
-            progress.stack = stack = create_stack(ctx, workspace)
-        with self._phase("configure", ctx, progress, cancellable=True):
-            configure(stack, ctx.request)
-        with self._phase("refresh", ctx, progress, cancellable=True):
-            refresh(stack)
-        with self._phase("up", ctx, progress, cancellable=True):
-            result = up(stack)
-        with self._phase("read_outputs", ctx, progress, cancellable=True):
-            return read_outputs(ctx, result)
-
-    def _teardown(self, ctx: Context, workspace: auto.LocalWorkspace, progress: _Progress,
-                  failed: bool) -> None:
-        """Destroy then remove the stack; after a failed run, report the first error, not this one."""
-        cancelled = progress.cancelled.is_set()
+    def _teardown_after_failure(self, stack_name: str, progress: Progress) -> None:
+        if not progress.created:
+            return
         try:
-            stack = progress.stack
-            if stack is None and cancelled:
-                # Cancelled during create: the stack may or may not exist by now.
-                with self._phase("select", ctx, progress):
-                    stack = select_existing(workspace, ctx.stack_name)
-            if stack is None:
-                return
-            if cancelled:
-                # A killed command leaves its lock behind; `cancel` deletes the lock files.
-                with self._phase("cancel", ctx, progress):
-                    stack.cancel()
-            with self._phase("destroy", ctx, progress):
-                destroy(stack)
-            # Only an empty stack is removed: if destroy failed, the log names what to clean up.
-            with self._phase("remove", ctx, progress):
-                remove(stack)
-        except EngineError:
-            if not failed:
-                raise
-            logger.error("%s: teardown failed after an earlier error; the reaper will retry",
-                         ctx.stack_name)
+            self.teardown(stack_name, clear_lock=True, progress=progress)
+        except EngineError as exc:
+            # The first error is the one to report; this one goes to the log.
+            logger.error("teardown after a failed step failed too: %s", exc)
 
     @contextmanager
-    def _phase(self, name: str, ctx: Context, progress: _Progress,
-               cancellable: bool = False) -> Iterator[None]:
+    def _phase(self, name: str, progress: Progress) -> Iterator[None]:
         """Time, log and count one step; turn a Pulumi failure into EngineError (detail to the log)."""
-        if cancellable and progress.cancelled.is_set():
-            raise EngineError(name, ctx.stack_name, "cancelled before it started")
         progress.current = name
-        logger.info("%s: %s", ctx.stack_name, name)
+        progress.on_phase(name)
+        logger.info("%s", name)
         started = time.perf_counter()
         try:
             yield
         except auto.errors.CommandError as exc:
-            logger.error("%s: %s failed:\n%s", ctx.stack_name, name, exc)
-            raise EngineError(name, ctx.stack_name, type(exc).__name__) from exc
+            logger.error("%s failed:\n%s", name, exc)
+            raise EngineError(name, logs.stack_name.get(), type(exc).__name__) from exc
         finally:
-            elapsed = _ms_since(started)
+            elapsed = (time.perf_counter() - started) * 1000
             progress.phases.append(Phase(name, round(elapsed, 1)))
             if self.metrics is not None:
                 self.metrics.phase_seconds.labels(name).observe(elapsed / 1000)
-            logger.info("%s: %s done in %.0f ms", ctx.stack_name, name, elapsed)
-
-
-def _ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
+            logger.info("%s done in %.0f ms", name, elapsed)
 
 
 def _log_rmtree_error(function: object, path: str, excinfo: object) -> None:
@@ -325,4 +321,4 @@ def _log_rmtree_error(function: object, path: str, excinfo: object) -> None:
 if __name__ == "__main__":
     from infra.cli import main
 
-    sys.exit(main())
+    sys.exit(main(["burn", *sys.argv[1:]]))

@@ -5,6 +5,8 @@
     InfraError                      base: anything the service itself reports (500 internal_error)
     ├── SettingsError               an INFRA_API_* variable has a bad value (start-up only)
     │   └── SecretSettingError      the same for a secret: the message never shows the value
+    ├── StateDirError               503 state_dir_unusable: the state directory is refused or unusable
+    ├── OrchestrationError          503 orchestration_unavailable: the Temporal cluster is unreachable
     ├── ParameterError              400 invalid_parameter: a query parameter is unknown or out of range
     ├── UnauthorizedError           401 unauthorized: the bearer token is missing or wrong
     ├── OverloadedError             503 overloaded: every burner slot of this process is busy
@@ -12,7 +14,7 @@
         ├── ProgramEnvironmentError 502 engine_error: the program's virtualenv could not be built
         └── DeadlineError           504 deadline_exceeded: the request timeout cancelled the operation
 
-Each class carries its HTTP ``status`` and a stable ``code``; ``infra_api.py`` maps them to
+Each class carries its HTTP ``status`` and a stable ``code``; ``infra.web`` maps them to
 responses in one handler, and everything else treats them as ordinary exceptions.
 """
 
@@ -45,6 +47,27 @@ class SecretSettingError(SettingsError):
         self.variable = variable
         self.value = ""
         self.expected = expected
+
+
+class StateDirError(InfraError):
+    """Raised when the state directory cannot be used (or must not be: see infra.statedir)."""
+
+    status = 503
+    code = "state_dir_unusable"
+    title = "State directory unusable"
+    retry_after = 30
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"state directory {path} {problem}")
+
+
+class OrchestrationError(InfraError):
+    """Raised when the workflow service cannot be reached or refuses a call."""
+
+    status = 503
+    code = "orchestration_unavailable"
+    title = "Workflow service unavailable"
+    retry_after = 5
 
 
 class ParameterError(InfraError):

@@ -15,9 +15,11 @@ from gunicorn import glogging
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 stack_name: contextvars.ContextVar[str] = contextvars.ContextVar("stack_name", default="-")
+# The workflow (operation) a line belongs to; a burner stack's workflow id is its stack name.
+operation: contextvars.ContextVar[str] = contextvars.ContextVar("operation", default="-")
 
 TEXT_FORMAT = ("%(asctime)s [%(process)d] %(levelname)s %(name)s "
-               "[req=%(request_id)s stack=%(stack)s]: %(message)s")
+               "[req=%(request_id)s op=%(operation)s stack=%(stack)s]: %(message)s")
 
 
 def escape(value: str) -> str:
@@ -62,12 +64,13 @@ class GunicornLogger(glogging.Logger):
 
 
 class ContextFilter(logging.Filter):
-    """Adds ``request_id`` and ``stack`` to every record (``-`` outside a request)."""
+    """Adds ``request_id``, ``operation`` and ``stack`` to every record (``-`` where unknown)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Annotate the record; never drops it."""
         record.request_id = request_id.get()
         record.stack = stack_name.get()
+        record.operation = operation.get()
         return True
 
 
@@ -82,6 +85,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "pid": record.process,
             "request_id": getattr(record, "request_id", "-"),
+            "operation": getattr(record, "operation", "-"),
             "stack": getattr(record, "stack", "-"),
             "message": record.getMessage(),
         }

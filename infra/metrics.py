@@ -1,4 +1,4 @@
-"""Prometheus metrics of one app: requests, phase latency, in-flight stacks, reaping, failures.
+"""Prometheus metrics: requests, workflows, activities, phase latency, in-flight stacks, reaping.
 
 Under gunicorn every worker is its own process, so ``gunicorn.conf.py`` turns on
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) and ``/metrics`` then sums
@@ -47,8 +47,20 @@ class Metrics:
         self.rejected = Counter(
             "burner_rejected", "Requests refused with 503 because every slot was busy.",
             registry=self.registry)
+        self.workflows = Counter(
+            "burner_workflows", "Burner workflows awaited by this API node, by outcome.",
+            ["outcome"], registry=self.registry)
+        self.workflow_seconds = Histogram(
+            "burner_workflow_duration_seconds", "Time from starting a burner workflow to its end.",
+            buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.activities = Counter(
+            "burner_activities", "Activities this worker ran, by activity and outcome.",
+            ["activity", "outcome"], registry=self.registry)
+        self.activity_seconds = Histogram(
+            "burner_activity_duration_seconds", "Time of one activity, by activity.",
+            ["activity"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.reaped = Counter(
-            "burner_reaped_stacks", "Orphaned burner stacks the reaper destroyed and removed.",
+            "burner_reaped_stacks", "Orphaned burner stacks the reaper schedule destroyed and removed.",
             registry=self.registry)
 
     def exposition(self) -> bytes:

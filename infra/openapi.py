@@ -20,8 +20,8 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "tz": {"type": "string", "default": "UTC"},
 }
 ERROR_CODES = ["invalid_parameter", "unauthorized", "not_found", "method_not_allowed",
-               "overloaded", "engine_error", "deadline_exceeded", "internal_error",
-               "bad_request"]
+               "overloaded", "state_dir_unusable", "orchestration_unavailable", "engine_error",
+               "deadline_exceeded", "internal_error", "bad_request"]
 # What no single operation lists: the answer to the methods no route has.
 OTHER_METHODS = ("Every route answers GET and OPTIONS only: any other method, HEAD and invented "
                  "ones included, gets 405 with an Allow header, the Error body and X-Request-ID.")
@@ -33,7 +33,8 @@ _ERROR_DESCRIPTIONS = {
     "401": "the bearer token is missing or wrong",
     "500": "an unexpected error; the server log has the details",
     "502": "a Pulumi step failed; the stack was still destroyed and removed",
-    "503": "every burner slot of this process is busy; nothing was created",
+    "503": "every request slot of this process is busy, the state directory is unusable, or "
+           "Temporal is unreachable; nothing was started",
     "504": "the request timeout cancelled the Pulumi operation; the stack was still destroyed",
 }
 
@@ -124,6 +125,8 @@ def _value_schema(kind: str) -> dict[str, Any]:
         "response": {"type": "string", "description": VALUE_DESCRIPTIONS[kind]},
         "params": {"type": "object", "additionalProperties": {"type": "string"}},
         "stack": {"type": "string", "pattern": "^burner-[0-9a-f]{16}$"},
+        "operation": {"type": "string", "pattern": "^burner-[0-9a-f]{16}$",
+                      "description": "the id of the workflow that ran the stack"},
         "duration_ms": {"type": "number", "minimum": 0},
         "phases_ms": {"type": "object", "additionalProperties": {"type": "number"}},
     }

@@ -25,6 +25,9 @@ DEFAULT_LOG_FORMAT = "text"
 DEFAULT_REAP_INTERVAL = 60.0
 DEFAULT_ORPHAN_AGE = 900.0
 DEFAULT_CANCEL_GRACE = 10.0
+DEFAULT_TEMPORAL_NAMESPACE = "default"
+DEFAULT_TASK_QUEUE = "burner"
+DEFAULT_WORKER_CONCURRENCY = 8
 
 EngineName = Literal["auto", "cli", "offline"]
 ENGINE_NAMES: tuple[EngineName, ...] = ("auto", "cli", "offline")
@@ -48,8 +51,8 @@ class Settings:
     token: str | None = None
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
-    # Seconds between reaper passes, and the age after which a burner stack is orphaned even if
-    # its owning process still runs (it must be well above the request timeout).
+    # Seconds between passes of the reaper schedule, and the age after which a burner stack that
+    # no running workflow owns is an orphan (well above the request timeout).
     reap_interval: float = DEFAULT_REAP_INTERVAL
     orphan_age: float = DEFAULT_ORPHAN_AGE
     # Seconds a cancelled Pulumi operation gets after SIGINT before it is killed.
@@ -58,6 +61,12 @@ class Settings:
     # in the state directory (see infra.engine.ensure_passphrase).
     passphrase: str | None = dataclasses.field(default=None, repr=False)
     program_dir: Path = PROGRAM_DIR
+    # host:port of a Temporal cluster; None starts an embedded dev server (see infra.embedded).
+    temporal_address: str | None = None
+    temporal_namespace: str = DEFAULT_TEMPORAL_NAMESPACE
+    task_queue: str = DEFAULT_TASK_QUEUE
+    run_worker: bool = True
+    worker_concurrency: int = DEFAULT_WORKER_CONCURRENCY
 
     @property
     def backend_dir(self) -> Path:
@@ -73,16 +82,6 @@ class Settings:
     def work_dir(self) -> Path:
         """Parent of the per-request workspace directories, one per burner stack."""
         return self.state_dir / "work"
-
-    @property
-    def tmp_dir(self) -> Path:
-        """Parent of each server process's own temp directory."""
-        return self.state_dir / "tmp"
-
-    @property
-    def owners_dir(self) -> Path:
-        """Where each process records which burner stacks it owns (read by the reaper)."""
-        return self.state_dir / "owners"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -111,6 +110,13 @@ class Settings:
             cancel_grace=_float(environ, "INFRA_API_CANCEL_GRACE", DEFAULT_CANCEL_GRACE),
             passphrase=environ.get("PULUMI_CONFIG_PASSPHRASE"),
             program_dir=_path(environ, "INFRA_API_PROGRAM_DIR", PROGRAM_DIR),
+            temporal_address=_address(environ, "INFRA_API_TEMPORAL_ADDRESS"),
+            temporal_namespace=_name(environ, "INFRA_API_TEMPORAL_NAMESPACE",
+                                     DEFAULT_TEMPORAL_NAMESPACE),
+            task_queue=_name(environ, "INFRA_API_TASK_QUEUE", DEFAULT_TASK_QUEUE),
+            run_worker=_bool(environ, "INFRA_API_RUN_WORKER", True),
+            worker_concurrency=_int(environ, "INFRA_API_WORKER_CONCURRENCY",
+                                    DEFAULT_WORKER_CONCURRENCY, 1, 256),
         )
 
 
@@ -171,3 +177,38 @@ def _path(environ: Mapping[str, str], name: str, default: Path) -> Path:
     if not text or "\0" in text:
         raise SettingsError(name, raw, "a directory path or file:// URL")
     return Path(text).expanduser().resolve()
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_ADDRESS_RE = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})$")
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    value = raw.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise SettingsError(name, raw, "true or false")
+    return value in _TRUE
+
+
+def _name(environ: Mapping[str, str], name: str, default: str) -> str:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    if not _NAME_RE.match(raw):
+        raise SettingsError(name, raw, "letters, digits, '.', '_' and '-' (at most 200)")
+    return raw
+
+
+def _address(environ: Mapping[str, str], name: str) -> str | None:
+    raw = environ.get(name, "")
+    if raw == "":
+        return None
+    match = _ADDRESS_RE.match(raw)
+    if match is None or not 1 <= int(match["port"]) <= 65535:
+        raise SettingsError(name, raw, "host:port of a Temporal frontend, e.g. 127.0.0.1:7233")
+    return raw

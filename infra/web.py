@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hmac
 import http
-import json
 import logging
 import re
 import time
 import uuid
 from typing import Any
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler
 
 import falcon
 
@@ -30,8 +28,6 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTI
                           "CONNECT"})
 # Every route only reads; falcon's own 405 answers list the same methods.
 ROUTE_METHODS = ("GET", "OPTIONS")
-# Names the software, never its version.
-SERVER_HEADER = "burner-api"
 
 
 class RequestContext:
@@ -126,6 +122,10 @@ class ErrorMapper:
             logger.error("%s: %s", _where(req), ex, exc_info=ex)
             self._metrics.failures.labels(ex.code, "-").inc()
             body["description"] = "see the server log"
+            retry_after = getattr(ex, "retry_after", None)
+            if retry_after is not None:
+                resp.set_header("Retry-After", str(retry_after))
+                body["retry_after"] = retry_after
         self._respond(req, resp, ex.status, body)
 
     def handle_unexpected(self, req: falcon.Request, resp: falcon.Response, ex: Exception,
@@ -142,7 +142,7 @@ class ErrorMapper:
                              ex: falcon.HTTPError) -> None:
         """JSON for falcon's own errors (404, 405, ...) whatever the Accept header says."""
         body: dict[str, Any] = dict(ex.to_dict())
-        body["code"] = _code_of(ex.status_code)
+        body["code"] = code_of(ex.status_code)
         body.setdefault("description", ex.title)
         self._respond(req, resp, ex.status_code, body)
 
@@ -163,62 +163,8 @@ def _failure(ex: EngineError) -> str:
     return "was cancelled at the request timeout" if ex.status == 504 else "failed"
 
 
-def _code_of(status: int) -> str:
+def code_of(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
         return "http_error"
-
-
-class _ServerHandler(ServerHandler):
-    server_software = SERVER_HEADER
-
-
-class DevRequestHandler(WSGIRequestHandler):
-    """The dev server's handler: an escaped access log through ``logging``, a banner without
-    versions, and JSON for the errors wsgiref answers itself (request line, 414, 431, 505)."""
-
-    # An unparsable request line would otherwise get an HTTP/0.9 answer: no status, no headers.
-    default_request_version = "HTTP/1.0"
-
-    def version_string(self) -> str:
-        """The ``Server`` header of the errors wsgiref answers itself."""
-        return SERVER_HEADER
-
-    def handle(self) -> None:
-        """wsgiref's ``handle`` with our ``ServerHandler``, which names no Python version."""
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.requestline = self.request_version = self.command = ""
-            self.send_error(414)
-            return
-        if not self.parse_request():
-            return
-        # The ignores: typeshed's socket files and server type are narrower than wsgiref's own.
-        handler = _ServerHandler(self.rfile, self.wfile,  # type: ignore[arg-type]
-                                 self.get_stderr(), self.get_environ(), multithread=False)
-        handler.request_handler = self  # type: ignore[attr-defined]
-        handler.run(self.server.get_app())  # type: ignore[attr-defined]
-
-    def send_error(self, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
-        """Answer as the app would: JSON with a code and a request id (the detail goes to the log)."""
-        request_id = uuid.uuid4().hex
-        with logs.bound(logs.request_id, request_id):
-            self.log_error("code %d, message %s", code, message or "-")
-            status = http.HTTPStatus(code)
-            body = json.dumps({"title": f"{code} {status.phrase}", "code": _code_of(code),
-                               "description": status.description,
-                               "request_id": request_id}).encode()
-            self.send_response(code)
-        self.send_header("Connection", "close")
-        self.send_header("Content-Type", falcon.MEDIA_JSON)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header(REQUEST_ID_HEADER, request_id)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """One access or error line through ``logging``, its client-chosen parts escaped."""
-        logger.info("%s %s", self.address_string(), logs.escape(format % args))

@@ -25,7 +25,9 @@ def _shim_text(python: str) -> str:
     import site
 
     paths = [str(_PACKAGE_PARENT), *site.getsitepackages()]
-    return (f"#!{python} -SE\n"
+    # A session of its own before Python starts: a Ctrl-C meant for the caller's terminal never
+    # reaches the engine (setsid only calls setsid(2) and execs: no extra process stays).
+    return (f"#!/usr/bin/env -S setsid -w {python} -SE\n"
             "import sys\n"
             f"sys.path[:0] = {paths!r}\n"
             "from offline_pulumi.cli import main\n"

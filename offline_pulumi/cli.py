@@ -119,6 +119,10 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; errors become ``error: <message>`` on stderr, never a traceback."""
+    if argv is None:  # a process of its own, not a call from Python code
+        from offline_pulumi.parent import watch_parent
+
+        watch_parent()
     try:
         return run(list(sys.argv[1:] if argv is None else argv))
     except CLIError as exc:

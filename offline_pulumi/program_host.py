@@ -90,7 +90,7 @@ def _child(conn: socket.socket, fds: list[int], request: dict, run: object) -> N
 
 
 def serve(path: str, idle_seconds: float) -> None:
-    """Accept program runs until idle for ``idle_seconds``."""
+    """Accept program runs until idle for ``idle_seconds`` or until the socket file is removed."""
     run = _warm_up()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -98,6 +98,8 @@ def serve(path: str, idle_seconds: float) -> None:
     except OSError:
         return  # another host won the race for this socket
     listener.listen(64)
+    # Removing (or replacing) the socket file is how the host's owner stops it.
+    inode = os.stat(path).st_ino
     # Children report their own exit codes; the host reaps them so that they leave no
     # zombies and their CPU time is accounted to it, as to any parent.
     listener.settimeout(1.0)
@@ -108,7 +110,7 @@ def serve(path: str, idle_seconds: float) -> None:
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
-                if time.monotonic() - last_used > idle_seconds:
+                if time.monotonic() - last_used > idle_seconds or not _still_ours(path, inode):
                     return
                 continue
             last_used = time.monotonic()
@@ -132,8 +134,16 @@ def serve(path: str, idle_seconds: float) -> None:
                 conn.sendall(f"{pid}\n".encode())
     finally:
         listener.close()
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        if _still_ours(path, inode):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _still_ours(path: str, inode: int) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
 
 
 def _reap() -> None:

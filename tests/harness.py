@@ -18,6 +18,9 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 GUNICORN = [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "infra_api:application"]
+# One program virtualenv for the tests and the benchmarks (and across runs): it is keyed by the
+# requirements hash, so it is rebuilt only when burner-program/requirements.txt changes.
+SHARED_VENV_DIR = PROJECT_ROOT / ".cache" / "program-venvs"
 
 
 class ServerFailed(RuntimeError):
@@ -62,8 +65,11 @@ class ServerProcess:
         self.base_url = f"http://127.0.0.1:{port}"
         self.log = log
         self._log_handle = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        # A session of its own, like a server started from a terminal: a test can send
+        # the terminal's Ctrl-C to the whole process group.
         self.proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env={**os.environ, **environ},
-                                     stdout=self._log_handle, stderr=subprocess.STDOUT)
+                                     stdout=self._log_handle, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
     def wait_ready(self, deadline_s: float = 120, path: str = "/healthz") -> None:
         """Poll ``path`` until it answers 200; raise ServerFailed if the server dies or times out."""

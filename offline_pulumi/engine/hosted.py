@@ -28,14 +28,30 @@ def enabled() -> bool:
     return os.environ.get("OFFLINE_PULUMI_PROGRAM_HOST", "").lower() in ("1", "true", "yes")
 
 
+def host_dir() -> Path:
+    """Where host sockets live: ``OFFLINE_PULUMI_HOST_DIR``, else a per-user temp directory."""
+    chosen = os.environ.get("OFFLINE_PULUMI_HOST_DIR")
+    if chosen:
+        return Path(chosen)
+    return Path(tempfile.gettempdir()) / f"offline-pulumi-hosts-{os.getuid()}"
+
+
+def stop_hosts(directory: Path) -> int:
+    """Stop the hosts of ``directory``: each ends within a second of its socket's removal."""
+    stopped = 0
+    for path in directory.glob("*.sock"):
+        path.unlink(missing_ok=True)
+        stopped += 1
+    return stopped
+
+
 def socket_path(python: str) -> Path | None:
     """The host socket of an interpreter; None if the private directory is not safe to use."""
     from offline_pulumi.fileio import owned_dir
 
     try:
         # Whoever can reach the socket can run programs as us: the directory must be private.
-        directory = owned_dir(Path(tempfile.gettempdir()) / f"offline-pulumi-hosts-{os.getuid()}",
-                              private=True)
+        directory = owned_dir(host_dir(), private=True)
     except OSError:  # UnsafePathError included: no host, programs start the ordinary way
         return None
     # A new interpreter, engine code or set of installed packages gets a new host.

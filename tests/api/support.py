@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
 from pulumi import automation as auto
 
 from infra.basic import project_name
 from infra.engine import select_engine
 from infra.settings import PROJECT_ROOT, Settings
-from tests.harness import GUNICORN, PYTHON  # noqa: F401 - re-exported for the tests
+from tests.harness import GUNICORN, PYTHON, SHARED_VENV_DIR  # noqa: F401 - re-exported
 
-# One program virtualenv for the whole suite (and across runs): it is keyed by the
-# requirements hash, so it is rebuilt only when burner-program/requirements.txt changes.
-SHARED_VENV_DIR = PROJECT_ROOT / ".state" / "venvs"
 PASSPHRASE = "test-passphrase"
 
 
@@ -49,7 +47,6 @@ HANG_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "hang"
 
 def leftovers(settings: Settings) -> dict[str, list[str]]:
     """Everything a burner run may leave behind in a state dir; all lists empty when clean."""
-    from infra.owners import tmp_dir_alive
 
     def names(directory: Path, pattern: str = "*") -> list[str]:
         return sorted(p.name for p in directory.glob(pattern)) if directory.exists() else []
@@ -58,14 +55,31 @@ def leftovers(settings: Settings) -> dict[str, list[str]]:
     return {
         "stacks": burner_stacks(settings),
         "locks": sorted(str(p.relative_to(locks)) for p in locks.rglob("*.json")) if locks.exists() else [],
-        "owners": names(settings.owners_dir),
         "work_dirs": names(settings.work_dir),
-        "dead_tmp_dirs": [p.name for p in settings.tmp_dir.glob("*") if not tmp_dir_alive(p)]
-        if settings.tmp_dir.exists() else [],
         "workspace_files": names(settings.pulumi_home / "workspaces", "*burner*"),
     }
 
 
-CLEAN: dict[str, list[str]] = {"stacks": [], "locks": [], "owners": [], "work_dirs": [], "dead_tmp_dirs": [],
-         "workspace_files": []}
+CLEAN: dict[str, list[str]] = {"stacks": [], "locks": [], "work_dirs": [], "workspace_files": []}
 
+
+def processes_of(state_dir: Path) -> list[str]:
+    """Running processes of a state dir's service: Temporal, engines, program hosts."""
+    from infra.engine import program_host_dir
+
+    marks = (str(state_dir), str(program_host_dir(Settings.from_environ(
+        {"INFRA_API_STATE_DIR": str(state_dir)}))))
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if any(mark in cmdline for mark in marks):
+            found.append(f"{proc.pid}: {cmdline}")
+    return found
+
+
+def assert_no_processes_left(state_dir: Path) -> None:
+    """Fail unless every process of the state dir's service is gone (program hosts take 1 s)."""
+    from tests.harness import wait_for
+
+    wait_for(lambda: processes_of(state_dir) == [], timeout=10,
+             what=f"no process left: {processes_of(state_dir)}")

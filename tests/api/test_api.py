@@ -1,4 +1,4 @@
-"""The HTTP surface with a fake at the declared seam (the ``burner`` given to create_app)."""
+"""The HTTP surface with a fake at the declared seam (the ``operations`` given to create_app)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from infra.kinds import BurnerRequest
 from infra.settings import Settings
 
 
-class FakeBurner:
+class FakeOperations:
     """Records requests and answers with a fixed value, or raises the error it was given."""
 
     def __init__(self, error: Exception | None = None) -> None:
@@ -33,33 +33,35 @@ class FakeBurner:
     def readiness(self) -> dict[str, bool]:
         return dict(self.checks)
 
-    def run(self, request: BurnerRequest) -> BurnerResult:
+    def burn(self, request: BurnerRequest) -> BurnerResult:
         self.requests.append(request)
         if self.error is not None:
             raise self.error
         extras = (("hex", "00ff"),) if request.kind == "id" else ()
         phases = (Phase("up", 12.5), Phase("destroy", 7.5))
-        return BurnerResult(request.kind, "VALUE", extras, "burner-fake", phases)
+        return BurnerResult(request.kind, "VALUE", extras, "burner-fake", phases,
+                            operation="burner-fake")
 
 
 @pytest.fixture
 def burner():
-    """A fake burner that never touches Pulumi."""
-    return FakeBurner()
+    """Fake operations that never touch Pulumi or Temporal."""
+    return FakeOperations()
 
 
 @pytest.fixture
 def client(burner, tmp_path):
-    """A test client on an app wired to the fake burner."""
+    """A test client on an app wired to the fake operations."""
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
-    return falcon.testing.TestClient(infra_api.create_app(settings, burner=burner))
+    return falcon.testing.TestClient(infra_api.create_app(settings, operations=burner))
 
 
 def test_value_body_keeps_the_response_key_and_reports_the_stack(client, burner):
     result = client.simulate_get("/uuid")
     assert result.status_code == 200
     assert result.json == {
-        "request": "uuid", "response": "VALUE", "params": {}, "stack": "burner-fake",
+        "request": "uuid", "response": "VALUE", "operation": "burner-fake", "params": {},
+        "stack": "burner-fake",
         "duration_ms": 20.0, "phases_ms": {"up": 12.5, "destroy": 7.5},
     }
     assert burner.requests == [BurnerRequest("uuid")]
@@ -120,7 +122,7 @@ def test_bad_parameter_is_400_json_and_creates_no_stack(client, burner, path, qu
 ])
 def test_errors_map_to_status_with_a_safe_json_body(tmp_path, error, status, code):
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
-    client = falcon.testing.TestClient(infra_api.create_app(settings, burner=FakeBurner(error)))
+    client = falcon.testing.TestClient(infra_api.create_app(settings, operations=FakeOperations(error)))
     result = client.simulate_get("/uuid")
     assert result.status_code == status
     assert result.headers["content-type"] == "application/json"
@@ -132,8 +134,8 @@ def test_errors_map_to_status_with_a_safe_json_body(tmp_path, error, status, cod
 
 def test_engine_error_names_the_failed_step_and_stack(tmp_path):
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
-    fake = FakeBurner(EngineError("refresh", "burner-abc", "raw output"))
-    result = falcon.testing.TestClient(infra_api.create_app(settings, burner=fake)).simulate_get("/uuid")
+    fake = FakeOperations(EngineError("refresh", "burner-abc", "raw output"))
+    result = falcon.testing.TestClient(infra_api.create_app(settings, operations=fake)).simulate_get("/uuid")
     assert result.json["stack"] == "burner-abc"
     assert "refresh" in result.json["description"]
 
@@ -209,7 +211,7 @@ def test_error_body_carries_the_request_id_sent(client):
 def token_client(burner, tmp_path):
     """A client on an app that requires the bearer token ``s3cret``."""
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path), "INFRA_API_TOKEN": "s3cret"})
-    return falcon.testing.TestClient(infra_api.create_app(settings, burner=burner))
+    return falcon.testing.TestClient(infra_api.create_app(settings, operations=burner))
 
 
 @pytest.mark.parametrize(("path", "authorization", "status"), [
@@ -245,7 +247,7 @@ def test_without_a_token_no_authorization_is_needed(client):
     assert client.simulate_get("/uuid").status_code == 200
 
 
-class BlockingBurner(FakeBurner):
+class BlockingOperations(FakeOperations):
     """Holds every run until released, so a test can fill the slots."""
 
     def __init__(self) -> None:
@@ -253,16 +255,16 @@ class BlockingBurner(FakeBurner):
         self.entered = threading.Semaphore(0)
         self.release = threading.Event()
 
-    def run(self, request: BurnerRequest):
+    def burn(self, request: BurnerRequest):
         self.entered.release()
         self.release.wait(10)
-        return super().run(request)
+        return super().burn(request)
 
 
 def test_full_slots_answer_503_with_retry_after_and_create_nothing(tmp_path):
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path), "INFRA_API_MAX_INFLIGHT": "2"})
-    burner = BlockingBurner()
-    client = falcon.testing.TestClient(infra_api.create_app(settings, burner=burner))
+    burner = BlockingOperations()
+    client = falcon.testing.TestClient(infra_api.create_app(settings, operations=burner))
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         running = [pool.submit(client.simulate_get, "/uuid") for _ in range(2)]
         assert burner.entered.acquire(timeout=10) and burner.entered.acquire(timeout=10)
@@ -304,8 +306,8 @@ def test_metrics_count_requests_by_route_and_status(client):
 
 def test_engine_failures_are_counted_by_code_and_phase(tmp_path):
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
-    fake = FakeBurner(DeadlineError("up", "burner-x", 5))
-    client = falcon.testing.TestClient(infra_api.create_app(settings, burner=fake))
+    fake = FakeOperations(DeadlineError("up", "burner-x", 5))
+    client = falcon.testing.TestClient(infra_api.create_app(settings, operations=fake))
     client.simulate_get("/uuid")
     text = client.simulate_get("/metrics").text
     assert 'burner_failures_total{code="deadline_exceeded",phase="up"} 1.0' in text
@@ -314,7 +316,7 @@ def test_engine_failures_are_counted_by_code_and_phase(tmp_path):
 @pytest.mark.parametrize("token", [None, "s3cret"])
 def test_openapi_documents_every_route_and_the_auth_it_needs(tmp_path, token, burner):
     environ = {"INFRA_API_STATE_DIR": str(tmp_path), "INFRA_API_TOKEN": token or ""}
-    app = infra_api.create_app(Settings.from_environ(environ), burner=burner)
+    app = infra_api.create_app(Settings.from_environ(environ), operations=burner)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     client = falcon.testing.TestClient(app)
     document = client.simulate_get("/openapi.json", headers=headers).json

@@ -1,7 +1,8 @@
-"""``python -m infra.basic`` runs one burner stack from the command line."""
+"""``python -m infra.basic`` (``burner burn``) runs one burner stack in-process."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -38,3 +39,16 @@ def test_bad_parameter_fails_without_a_stack(tmp_path):
     assert proc.returncode == 1
     assert "bytes" in proc.stderr and "1 to 64" in proc.stderr
     assert not (tmp_path / "state" / "backend").exists()
+
+
+def test_json_prints_the_body_of_the_http_route_and_leaves_no_files(tmp_path):
+    proc = run_cli(tmp_path, "id", "bytes=4", "--json")
+    assert proc.returncode == 0, proc.stderr
+    body = json.loads(proc.stdout)
+    assert set(body) == {"request", "response", "hex", "operation", "params", "stack",
+                         "duration_ms", "phases_ms"}
+    assert body["params"] == {"bytes": "4"}
+    checks.assert_id(body["response"], body["hex"], 4)
+    state = tmp_path / "state"
+    assert list((state / "work").iterdir()) == []
+    assert not (state / "tmp").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import falcon.inspect
 import falcon.testing
 import pytest
 
@@ -14,16 +15,24 @@ README = (PROJECT_ROOT / "README.md").read_text()
 
 
 @pytest.fixture
-def served_paths(tmp_path):
-    """The paths the app lists on its index page."""
+def routes(tmp_path):
+    """(method, path) of every responder the router knows."""
+    settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
+    app = infra_api.create_app(settings)
+    return {(method.method, route.path) for route in falcon.inspect.inspect_routes(app)
+            for method in route.methods if not method.internal}
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(routes):
+    documented = set(re.findall(r"`(GET|POST|PATCH|DELETE) (/[a-z.{}/]*)`", README))
+    assert documented == routes
+
+
+def test_the_index_page_lists_every_route(tmp_path, routes):
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
     client = falcon.testing.TestClient(infra_api.create_app(settings))
-    return {endpoint["path"] for endpoint in client.simulate_get("/").json["endpoints"]}
-
-
-def test_every_route_is_documented_and_every_documented_route_exists(served_paths):
-    documented = set(re.findall(r"`GET (/[a-z.]*)", README))
-    assert documented == served_paths
+    listed = {endpoint["path"] for endpoint in client.simulate_get("/").json["endpoints"]}
+    assert listed == {path for _, path in routes}
 
 
 def test_every_setting_is_documented_and_every_documented_setting_exists():

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import signal
+import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
 
+from infra.embedded import EmbeddedTemporal
 from infra.settings import Settings
 from tests.api import checks
 from tests.api.support import (
@@ -18,9 +23,13 @@ from tests.api.support import (
     GUNICORN,
     HANG_PROGRAM,
     PASSPHRASE,
+    PYTHON,
+    assert_no_processes_left,
     leftovers,
+    make_environ,
+    processes_of,
 )
-from tests.harness import ServerProcess, get_json, running_server, wait_for
+from tests.harness import ServerProcess, free_port, get_json, running_server, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +62,41 @@ def pulumi_descendants(root: psutil.Process, arg: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.fixture(scope="module")
+def temporal_address(tmp_path_factory) -> Iterator[str]:
+    """A Temporal dev server shared by the tests that run API nodes and workers apart."""
+    server = EmbeddedTemporal(tmp_path_factory.mktemp("temporal"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def start_worker(environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``burner worker`` as its own process (its own session, like one started by hand)."""
+    with open(log, "wb") as handle:
+        proc = subprocess.Popen([str(Path(PYTHON).parent / "burner"), "worker"],
+                                env={**os.environ, **environ}, stdout=handle,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log = log  # type: ignore[attr-defined]
+    wait_for(lambda: "worker polling task queue" in log.read_text() or proc.poll() is not None,
+             what="the worker to poll")
+    assert proc.poll() is None, log.read_text()
+    return proc
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> str:
+    """SIGTERM (drain), then kill if needed; return its log."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.log.read_text()  # type: ignore[attr-defined]
+
+
 def test_gunicorn_serves_16_concurrent_requests_and_leaves_nothing(server_environ, tmp_path):
     with running_server(GUNICORN, server_environ, tmp_path / "server.log") as server:
         results = concurrently(16, server.base_url + "/uuid")
@@ -80,30 +124,83 @@ def test_max_inflight_one_refuses_concurrent_requests_with_503(server_environ, t
     assert leftovers(Settings.from_environ(environ)) == CLEAN
 
 
-def test_hanging_program_gets_504_within_the_deadline_and_leaves_nothing(server_environ, tmp_path):
-    timeout = 6.0
+def test_hanging_program_gets_504_soon_after_the_deadline_and_its_stack_goes(server_environ,
+                                                                             tmp_path):
+    timeout = 5.0
     environ = {**server_environ, "INFRA_API_PROGRAM_DIR": str(HANG_PROGRAM),
                "INFRA_API_REQUEST_TIMEOUT": str(timeout), "INFRA_API_CANCEL_GRACE": "8"}
+    settings = Settings.from_environ(environ)
     with running_server(GUNICORN, environ, tmp_path / "server.log") as server:
         started = time.monotonic()
         status, body = get_json(server.base_url + "/uuid")
         elapsed = time.monotonic() - started
+        assert status == 504, body
+        assert (body["code"], body["phase"]) == ("deadline_exceeded", "up")
+        assert timeout <= elapsed < timeout + 2, elapsed
+        # The workflow tears down after the answer: interrupt, clear the lock, destroy, remove.
+        wait_for(lambda: leftovers(settings) == CLEAN, timeout=60, what="the teardown")
         master = psutil.Process(server.proc.pid)
-        assert pulumi_descendants(master, "--stack") == []
-        assert not any("programs/hang" in " ".join(p.cmdline()) for p in master.children(recursive=True))
-    assert status == 504, body
-    assert (body["code"], body["phase"]) == ("deadline_exceeded", "up")
-    # Deadline, then SIGINT (the program stops at once), destroy and remove: a few seconds at most.
-    assert timeout <= elapsed < timeout + 10, elapsed
+        wait_for(lambda: not pulumi_descendants(master, "--stack"), what="no pulumi command")
+        assert not any("programs/hang" in " ".join(p.cmdline())
+                       for p in master.children(recursive=True))
+        assert f"stack={body['stack']}]: remove done" in server.output()
+
+
+def test_one_api_node_and_two_workers_share_the_work(tmp_path, temporal_address):
+    environ = make_environ(tmp_path / "state", INFRA_API_TEMPORAL_ADDRESS=temporal_address,
+                           INFRA_API_TASK_QUEUE="share-" + tmp_path.name)
+    workers = [start_worker(environ, tmp_path / f"worker{i}.log") for i in (1, 2)]
+    api = {**environ, "INFRA_API_RUN_WORKER": "false", "INFRA_API_PORT": str(free_port())}
+    try:
+        with running_server(GUNICORN, api, tmp_path / "api.log") as server:
+            results = concurrently(16, server.base_url + "/uuid")
+            api_log = server.output()
+    finally:
+        worker_logs = [stop_worker(worker) for worker in workers]
+    assert [status for status, _ in results] == [200] * 16, results
+    assert len({body["operation"] for _, body in results}) == 16
+    done = [log.count("activity provision: succeeded") for log in worker_logs]
+    assert sum(done) == 16 and all(done), done
+    assert "activity provision" not in api_log  # the API node runs no activity
     assert leftovers(Settings.from_environ(environ)) == CLEAN
-    assert f"{body['stack']}: remove done" in server.output()
+    assert_no_processes_left(tmp_path / "state")
 
 
-def test_kill_9_during_up_then_restart_leaves_nothing(server_environ, tmp_path):
-    # The hanging program keeps the killed worker's orphaned engine running and holding the
-    # stack's lock: the reaper has to stop it before it can destroy the stack.
+def test_kill_9_of_the_worker_running_up_then_the_other_worker_tears_down(tmp_path,
+                                                                          temporal_address):
+    environ = make_environ(tmp_path / "state", INFRA_API_TEMPORAL_ADDRESS=temporal_address,
+                           INFRA_API_TASK_QUEUE="kill-" + tmp_path.name,
+                           INFRA_API_PROGRAM_DIR=str(HANG_PROGRAM),
+                           INFRA_API_REQUEST_TIMEOUT="90")
+    settings = Settings.from_environ(environ)
+    workers = [start_worker(environ, tmp_path / f"worker{i}.log") for i in (1, 2)]
+    api = {**environ, "INFRA_API_RUN_WORKER": "false", "INFRA_API_PORT": str(free_port())}
+    try:
+        with (running_server(GUNICORN, api, tmp_path / "api.log") as server,
+              concurrent.futures.ThreadPoolExecutor(1) as pool):
+            pending = pool.submit(get_json, server.base_url + "/uuid")
+            busy = wait_for(lambda: [w for w in workers
+                                     if pulumi_descendants(psutil.Process(w.pid), "up")],
+                            what="a worker running up")[0]
+            stack = leftovers(settings)["stacks"][0]
+            wait_for(lambda: leftovers(settings)["locks"], what="the up to take its lock")
+            busy.kill()
+            killed_at = time.monotonic()
+            wait_for(lambda: leftovers(settings) == CLEAN, timeout=60,
+                     what="the other worker's teardown")
+            assert time.monotonic() - killed_at < 60
+            status, body = pending.result(timeout=60)
+        assert (status, body["code"], body["stack"]) == (502, "engine_error", stack)
+    finally:
+        logs = [stop_worker(worker) for worker in workers]
+    survivor = logs[1] if busy is workers[0] else logs[0]
+    assert f"stack={stack}]: activity teardown: succeeded" in survivor
+    assert_no_processes_left(tmp_path / "state")
+
+
+def test_kill_9_of_the_whole_service_mid_up_then_a_restart_tears_down(server_environ, tmp_path):
     environ = {**server_environ, "INFRA_API_PROGRAM_DIR": str(HANG_PROGRAM),
-               "INFRA_API_REQUEST_TIMEOUT": "60", "INFRA_API_CANCEL_GRACE": "5"}
+               "INFRA_API_REQUEST_TIMEOUT": "90"}
     settings = Settings.from_environ(environ)
     first = ServerProcess(GUNICORN, environ, int(environ["INFRA_API_PORT"]), tmp_path / "first.log")
     try:
@@ -111,26 +208,27 @@ def test_kill_9_during_up_then_restart_leaves_nothing(server_environ, tmp_path):
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(get, first.base_url + "/uuid")
             master = psutil.Process(first.proc.pid)
-            engine = wait_for(lambda: pulumi_descendants(master, "up"), what="up")[0]
-            stack = engine.cmdline()[engine.cmdline().index("--stack") + 1]
+            wait_for(lambda: pulumi_descendants(master, "up"), what="up")
+            stack = leftovers(settings)["stacks"][0]
             wait_for(lambda: leftovers(settings)["locks"], what="the up to take its lock")
-            engine.parent().send_signal(signal.SIGKILL)
-            # The client sees its connection drop (gunicorn's master replaces the worker).
+            # API, workers and the embedded Temporal server, all at once.
+            family = [master, *master.children(recursive=True)]
+            for proc in family:
+                proc.kill()
             with pytest.raises((ConnectionError, urllib.error.URLError)):
                 pending.result(timeout=30)
     finally:
         first.stop()
-    assert engine.is_running()  # the orphaned engine still runs `up` ...
-    assert stack in leftovers(settings)["stacks"]  # ... so the stack is still there
-    assert leftovers(settings)["locks"]
+    wait_for(lambda: processes_of(tmp_path / "state") == [], what="the orphans to stop")
+    assert stack in leftovers(settings)["stacks"]
     with running_server(GUNICORN, environ, tmp_path / "server.log") as server:
-        # The master's start-up reaper pass runs before the server answers.
-        assert leftovers(settings) == CLEAN
-        assert not engine.is_running()
-        assert f"reaper: destroyed and removed orphaned stack {stack}" in server.output()
+        restarted = time.monotonic()
+        wait_for(lambda: leftovers(settings) == CLEAN, timeout=60, what="the teardown")
+        assert time.monotonic() - restarted < 60
+        assert f"stack={stack}]: activity teardown: succeeded" in server.output()
 
 
-def test_sigterm_finishes_in_flight_requests_before_exit(server_environ, tmp_path):
+def test_sigterm_finishes_in_flight_requests_then_stops_everything(server_environ, tmp_path):
     server = ServerProcess(GUNICORN, server_environ, int(server_environ["INFRA_API_PORT"]),
                            tmp_path / "server.log")
     try:
@@ -146,6 +244,8 @@ def test_sigterm_finishes_in_flight_requests_before_exit(server_environ, tmp_pat
         server.stop()
     assert [status for status, _ in results] == [200, 200]
     assert leftovers(Settings.from_environ(server_environ)) == CLEAN
+    assert "embedded Temporal: stopped" in server.output()
+    assert_no_processes_left(tmp_path / "state")
 
 
 def test_token_readiness_metrics_openapi_and_json_logs_live(server_environ, tmp_path):
@@ -162,7 +262,9 @@ def test_token_readiness_metrics_openapi_and_json_logs_live(server_environ, tmp_
         assert status == 200 and headers["X-Request-ID"] == "live-req-1"
         stack = json.loads(body)["stack"]
         status, _, body = get(url + "/readyz", auth)
-        assert (status, json.loads(body)["status"]) == (200, "ready")
+        ready = json.loads(body)
+        assert (status, ready["status"]) == (200, "ready")
+        assert ready["checks"]["temporal"] and ready["checks"]["worker"]
         status, _, body = get(url + "/openapi.json", auth)
         assert status == 200 and "/uuid" in json.loads(body)["paths"]
         status, _, metrics = get(url + "/metrics", auth)
@@ -171,10 +273,15 @@ def test_token_readiness_metrics_openapi_and_json_logs_live(server_environ, tmp_
         assert 'burner_http_requests_total{method="GET",route="/uuid",status="200"} 1.0' in text
         assert 'burner_http_requests_total{method="GET",route="/uuid",status="401"} 2.0' in text
         assert 'burner_phase_duration_seconds_count{phase="up"} 1.0' in text
+        assert 'burner_workflows_total{outcome="succeeded"} 1.0' in text
+        assert 'burner_activities_total{activity="provision",outcome="succeeded"} 1.0' in text
         assert "burner_inflight_stacks 0.0" in text
         log = server.output()
     mine = [json.loads(line) for line in log.splitlines()
             if line.startswith("{") and "live-req-1" in line]
-    assert any(entry["stack"] == stack and entry["logger"] == "infra.basic" for entry in mine)
+    assert any(entry["stack"] == stack and entry["logger"] == "infra.orchestrator" for entry in mine)
     assert all(entry["request_id"] == "live-req-1" for entry in mine)
+    steps = [json.loads(line) for line in log.splitlines()
+             if line.startswith("{") and '"logger": "infra.basic"' in line]
+    assert steps and all((e["operation"], e["stack"]) == (stack, stack) for e in steps)
     assert PASSPHRASE not in log and "t0ken-value" not in log

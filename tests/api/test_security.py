@@ -19,11 +19,11 @@ import falcon.testing
 import pytest
 
 import infra_api
-from infra import logs, web
+from infra import devserver, logs
 from infra.errors import SettingsError
 from infra.settings import Settings
 from tests.api.support import PYTHON, make_environ
-from tests.api.test_api import FakeBurner
+from tests.api.test_api import FakeOperations
 from tests.harness import ServerProcess, free_port, start_server
 
 # Falcon's test client runs wsgiref's validator, which warns about the methods we invent.
@@ -31,14 +31,14 @@ invented_methods = pytest.mark.filterwarnings("ignore::wsgiref.validate.WSGIWarn
 
 
 @pytest.fixture
-def burner() -> FakeBurner:
-    return FakeBurner()
+def operations() -> FakeOperations:
+    return FakeOperations()
 
 
 @pytest.fixture
-def client(burner, tmp_path) -> falcon.testing.TestClient:
+def client(operations, tmp_path) -> falcon.testing.TestClient:
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
-    return falcon.testing.TestClient(infra_api.create_app(settings, burner=burner))
+    return falcon.testing.TestClient(infra_api.create_app(settings, operations=operations))
 
 
 # Metrics -------------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def test_invented_methods_do_not_grow_the_metrics(client):
     ("FOO", "/uuid"), ("get", "/healthz"), ("PROPFIND", "/"), ("BREW", "/metrics"),
     ("GET\nX", "/uuid"), ("QUERY", "/id"), ("HEAD", "/uuid"), ("HEAD", "/healthz"),
 ])
-def test_any_method_but_get_and_options_is_405_json(client, burner, method, path):
+def test_any_method_but_get_and_options_is_405_json(client, operations, method, path):
     result = client.simulate_request(method, path, headers={"X-Request-ID": "odd-method"})
     assert result.status_code == 405
     assert result.headers["content-type"] == "application/json"
@@ -76,7 +76,7 @@ def test_any_method_but_get_and_options_is_405_json(client, burner, method, path
     if method != "HEAD":  # a HEAD answer has the headers of the body but not the body
         assert result.json["code"] == "method_not_allowed"
         assert result.json["request_id"] == "odd-method"
-    assert burner.requests == []
+    assert operations.requests == []
 
 
 @invented_methods
@@ -174,12 +174,12 @@ def test_json_log_lines_are_single_lines_too(client, caplog_with_context):
     ("/string", "length=" + "2" * 5000, "length"),
     ("/string", "length=%E0%A5%AA", "length"),  # Devanagari 4
 ])
-def test_only_canonical_ascii_integers_are_accepted(client, burner, path, query, parameter):
+def test_only_canonical_ascii_integers_are_accepted(client, operations, path, query, parameter):
     result = client.simulate_get(path, query_string=query)
     assert result.status_code == 400
     assert result.json["code"] == "invalid_parameter"
     assert result.json["parameter"] == parameter
-    assert burner.requests == []
+    assert operations.requests == []
 
 
 # Settings ------------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_token_of_printable_ascii_is_accepted():
 def dev_server(client) -> Iterator[tuple[str, int]]:
     """The app behind wsgiref with the service's request handler, in a thread."""
     server: WSGIServer = make_server("127.0.0.1", 0, client.app,
-                                     handler_class=web.DevRequestHandler)
+                                     handler_class=devserver.RequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -242,7 +242,7 @@ def exchange(address: tuple[str, int], raw: bytes) -> tuple[int, dict[str, str],
 def test_dev_server_banner_names_no_version(dev_server):
     status, headers, _ = exchange(dev_server, b"GET /healthz HTTP/1.0\r\n\r\n")
     assert status == 200
-    assert headers["server"] == web.SERVER_HEADER == "burner-api"
+    assert headers["server"] == devserver.SERVER_HEADER == "burner-api"
 
 
 @pytest.mark.parametrize(("raw", "status", "code"), [

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import signal
+import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from infra.devserver import SOCKET_TIMEOUT_SECONDS
 from tests.api import checks
-from tests.api.support import PYTHON, burner_stacks
-from tests.harness import get_json, start_server
+from tests.api.support import PYTHON, assert_no_processes_left, burner_stacks
+from tests.harness import get_json, start_server, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +49,7 @@ def dev_server(server_environ, tmp_path):
 def gunicorn_server(server_environ, tmp_path):
     """``gunicorn -c gunicorn.conf.py infra_api:application`` on a free port."""
     yield from start_server([PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                             "infra_api:application"], server_environ, tmp_path)
+                             "infra_api:application"], server_environ, tmp_path / "server.log")
 
 
 def assert_no_stack_left(environ) -> None:
@@ -82,12 +87,10 @@ def test_dev_server_finishes_in_flight_requests_on_ctrl_c(dev_server):
     assert status == 200
     checks.assert_uuid(body["response"])
     assert dev_server.proc.wait(timeout=60) == 0
-    assert f"{body['stack']}: remove done" in dev_server.output()
+    assert f"stack={body['stack']}]: remove done" in dev_server.output()
 
 
 def test_dev_server_rejects_a_bad_setting_at_startup(server_environ, tmp_path):
-    import subprocess
-
     env = {**server_environ, "INFRA_API_PORT": "http"}
     proc = subprocess.run([PYTHON, "infra_api.py"], env=env, capture_output=True, text=True,
                           timeout=60, check=False)
@@ -99,3 +102,50 @@ def test_gunicorn_answers_every_endpoint(gunicorn_server, server_environ):
     assert_all_endpoints_answer(gunicorn_server.base_url)
     assert_no_stack_left(server_environ)
     assert "infra.basic" in gunicorn_server.output()
+
+
+def test_ctrl_c_in_the_terminal_fails_no_in_flight_request(dev_server, server_environ):
+    # The terminal signals the whole foreground process group: the server and every process
+    # it started that stayed in the group.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        pending = [pool.submit(get_json, dev_server.base_url + "/uuid") for _ in range(2)]
+        wait_for(lambda: "activity provision: attempt" in dev_server.output(), what="a provision")
+        time.sleep(0.3)
+        os.killpg(dev_server.proc.pid, signal.SIGINT)
+        results = [future.result(timeout=120) for future in pending]
+    assert [status for status, _ in results] == [200, 200], results
+    assert dev_server.proc.wait(timeout=60) == 0
+    assert_no_processes_left(Path(server_environ["INFRA_API_STATE_DIR"]))
+
+
+def test_an_idle_half_sent_request_does_not_hold_the_stop(dev_server):
+    with socket.create_connection(("127.0.0.1", dev_server.port)) as idle:
+        idle.sendall(b"GET /uuid HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        time.sleep(0.2)
+        started = time.monotonic()
+        dev_server.proc.send_signal(signal.SIGTERM)
+        assert dev_server.proc.wait(timeout=60) == 0
+    assert time.monotonic() - started < SOCKET_TIMEOUT_SECONDS + 15
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"INFRA_API_HOST": "no-such-host.invalid"}, "cannot listen on no-such-host.invalid"),
+    ({"INFRA_API_PROGRAM_DIR": "/nonexistent/program"}, "cannot serve"),
+])
+def test_start_up_failures_are_one_line_errors(server_environ, setting, message):
+    env = {**os.environ, **server_environ, **setting}
+    proc = subprocess.run([PYTHON, "infra_api.py"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert_no_processes_left(Path(server_environ["INFRA_API_STATE_DIR"]))
+
+
+def test_a_busy_port_is_a_one_line_error(dev_server, server_environ, tmp_path):
+    env = {**os.environ, **server_environ, "INFRA_API_STATE_DIR": str(tmp_path / "other")}
+    proc = subprocess.run([PYTHON, "infra_api.py"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 1
+    assert "cannot listen on 127.0.0.1" in proc.stderr and "Traceback" not in proc.stderr
+    assert_no_processes_left(tmp_path / "other")

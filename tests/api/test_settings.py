@@ -82,9 +82,10 @@ def test_auto_engine_without_pulumi_on_path_is_offline(monkeypatch, tmp_path):
 
 
 def test_generated_passphrase_is_private_and_stable(tmp_path):
-    from infra.engine import ensure_passphrase
+    from infra.statedir import ensure_passphrase, ensure_state_dir
 
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
+    ensure_state_dir(settings)
     first = ensure_passphrase(settings)
     assert len(first) >= 32
     assert (Path(tmp_path) / "passphrase").stat().st_mode & 0o777 == 0o600
@@ -111,10 +112,67 @@ def test_orphan_age_defaults_to_well_above_a_long_request_timeout():
     assert Settings.from_environ({"INFRA_API_REQUEST_TIMEOUT": "1000"}).orphan_age == 3000.0
 
 
-def test_state_dir_is_created_private(tmp_path):
-    from infra.prepare import make_state_dirs
+def test_state_dir_is_created_private_and_marked(tmp_path):
+    from infra.statedir import MARKER, ensure_state_dir
 
     settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path / "state")})
-    make_state_dirs(settings)
+    ensure_state_dir(settings)
     assert settings.state_dir.stat().st_mode & 0o777 == 0o700
+    assert (settings.state_dir / MARKER).is_file()
     assert settings.backend_dir.is_dir() and settings.work_dir.is_dir()
+    ensure_state_dir(settings)  # ours now: used again as it is
+
+
+def test_a_non_empty_directory_it_did_not_create_is_refused_and_left_alone(tmp_path):
+    from infra.errors import StateDirError
+    from infra.statedir import ensure_state_dir
+
+    home = tmp_path / "home"
+    (home / "tmp").mkdir(parents=True)
+    (home / "tmp" / "notes.txt").write_text("mine")
+    home.chmod(0o755)
+    settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(home)})
+    with pytest.raises(StateDirError, match="did not create"):
+        ensure_state_dir(settings)
+    assert (home / "tmp" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in home.iterdir()) == ["tmp"]
+    assert home.stat().st_mode & 0o777 == 0o755
+
+
+def test_an_empty_existing_directory_is_taken(tmp_path):
+    from infra.statedir import MARKER, ensure_state_dir
+
+    settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path)})
+    ensure_state_dir(settings)
+    assert (tmp_path / MARKER).is_file()
+
+
+def test_workflow_settings_are_parsed():
+    settings = Settings.from_environ({
+        "INFRA_API_TEMPORAL_ADDRESS": "temporal.internal:7233",
+        "INFRA_API_TEMPORAL_NAMESPACE": "platform",
+        "INFRA_API_TASK_QUEUE": "burner-eu",
+        "INFRA_API_RUN_WORKER": "false",
+        "INFRA_API_WORKER_CONCURRENCY": "3",
+    })
+    assert settings.temporal_address == "temporal.internal:7233"
+    assert (settings.temporal_namespace, settings.task_queue) == ("platform", "burner-eu")
+    assert (settings.run_worker, settings.worker_concurrency) == (False, 3)
+    defaults = Settings.from_environ({})
+    assert defaults.temporal_address is None
+    assert (defaults.temporal_namespace, defaults.task_queue, defaults.run_worker) == (
+        "default", "burner", True)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("INFRA_API_TEMPORAL_ADDRESS", "localhost"),
+    ("INFRA_API_TEMPORAL_ADDRESS", "http://x:7233"),
+    ("INFRA_API_TEMPORAL_ADDRESS", "x:70000"),
+    ("INFRA_API_TASK_QUEUE", "has space"),
+    ("INFRA_API_TEMPORAL_NAMESPACE", "../x"),
+    ("INFRA_API_RUN_WORKER", "maybe"),
+    ("INFRA_API_WORKER_CONCURRENCY", "0"),
+])
+def test_bad_workflow_settings_name_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_environ({name: value})

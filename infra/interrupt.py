@@ -1,4 +1,4 @@
-"""Cancel the running Pulumi operation of one stack: SIGINT first, SIGKILL if it does not stop.
+"""Interrupt the running Pulumi command of one stack: SIGINT first, SIGKILL if it does not stop.
 
 The Automation API runs each command in a subprocess it does not expose, so this module finds
 it instead: a descendant of this process whose command line is the ``pulumi`` executable with
@@ -46,7 +46,7 @@ def stack_processes(stack_name: str) -> Iterator[psutil.Process]:
             yield proc
 
 
-def cancel(stack_name: str, finished: Callable[[], bool], grace: float) -> bool:
+def interrupt_stack(stack_name: str, finished: Callable[[], bool], grace: float) -> bool:
     """Interrupt the stack's pulumi commands until ``finished()``; kill them after ``grace`` s.
 
     Keeps watching for the whole time, because the caller's thread may start one more command
@@ -71,21 +71,6 @@ def cancel(stack_name: str, finished: Callable[[], bool], grace: float) -> bool:
                 kill_tree(proc)
         time.sleep(POLL_SECONDS)
     return True
-
-
-def interrupt_pid(pid: int, grace: float) -> None:
-    """SIGINT the process ``pid``; kill it and its children if it still runs after ``grace`` s."""
-    try:
-        proc = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
-    _send(proc, signal.SIGINT)
-    try:
-        proc.wait(grace)
-    except psutil.TimeoutExpired:
-        kill_tree(proc)
-    except psutil.NoSuchProcess:
-        pass
 
 
 def kill_tree(proc: psutil.Process) -> None:

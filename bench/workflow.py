@@ -1,0 +1,57 @@
+"""What the workflow path adds: the same /uuid steps run in-process and as a Temporal workflow.
+
+Both run in this process against one state dir and engine, alternating, so machine noise hits
+both alike: ``Burner.run`` (the steps, in-process) and ``Service.burn`` (start the workflow on
+the embedded Temporal server, a worker in this process runs the two activities, wait for the
+result).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import clean_environ, median
+from infra.kinds import parse_request
+from infra.service import Service
+from infra.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowStats:
+    """Median wall time of one /uuid in-process and through the workflow, in ms."""
+
+    runs: int
+    in_process_ms: float
+    workflow_ms: float
+
+    @property
+    def added_ms(self) -> float:
+        """What the workflow path adds per request."""
+        return self.workflow_ms - self.in_process_ms
+
+
+def measure_workflow(runs: int, venv_dir: Path) -> WorkflowStats:
+    """Alternate ``runs`` in-process and workflow /uuid runs after one warm-up of each."""
+    request = parse_request("uuid", {})
+    with tempfile.TemporaryDirectory(prefix="bench-workflow-") as tmp:
+        environ = clean_environ(INFRA_API_STATE_DIR=str(Path(tmp) / "state"),
+                                INFRA_API_VENV_DIR=str(venv_dir), INFRA_API_ENGINE="offline")
+        service = Service(Settings.from_environ(environ))
+        service.start()
+        try:
+            service.burner.run(request)
+            service.burn(request)
+            local, remote = [], []
+            for _ in range(runs):
+                started = time.perf_counter()
+                service.burner.run(request)
+                local.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                service.burn(request)
+                remote.append((time.perf_counter() - started) * 1000)
+        finally:
+            service.stop()
+    return WorkflowStats(runs, median(local), median(remote))

@@ -1,0 +1,176 @@
+"""The HTTP surface: one resource class per route family, wired around an ``Operations`` seam."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import falcon
+
+from infra.basic import BurnerResult
+from infra.errors import ParameterError
+from infra.kinds import KINDS, BurnerRequest, parse_request
+from infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from infra.metrics import Metrics
+from infra.openapi import VALUE_DESCRIPTIONS, build_document
+from infra.settings import Settings
+from infra.slots import Slots
+from infra.web import BearerAuth, ErrorMapper, RequestContext
+
+SERVICE = "burner-api"
+DESCRIPTION = ("Each GET on a value endpoint provisions an ephemeral Pulumi stack, reads the value "
+               "it produced, then destroys and removes the stack.")
+# The routes besides the value routes, with what they return (the index page lists them all).
+SERVICE_ROUTES = {
+    "/healthz": "liveness",
+    "/readyz": "readiness: engine, program venv, state dir, Temporal and a polling worker",
+    "/metrics": "Prometheus metrics",
+    "/openapi.json": "the OpenAPI 3.1 document",
+}
+
+
+class Operations(Protocol):
+    """What the resources need from the service (the seam tests may fill with a fake)."""
+
+    def burn(self, request: BurnerRequest) -> BurnerResult:
+        """Provision, read and tear down one burner stack."""
+        ...
+
+    def readiness(self) -> dict[str, bool]:
+        """Named checks that must all pass before the service takes traffic."""
+        ...
+
+
+class BurnerResource:
+    """GET /id, /uuid, /string, /time: the value of a fresh burner stack."""
+
+    def __init__(self, operations: Operations, slots: Slots, metrics: Metrics) -> None:
+        self._operations = operations
+        self._slots = slots
+        self._metrics = metrics
+
+    def on_get_id(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Random id of ``bytes`` bytes (1-64, default 8)."""
+        resp.media = self._burn("id", req.params)
+
+    def on_get_uuid(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Random UUID."""
+        resp.media = self._burn("uuid", req.params)
+
+    def on_get_string(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Random string of ``length`` characters (1-256, default 24)."""
+        resp.media = self._burn("string", req.params)
+
+    def on_get_time(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Current time in zone ``tz`` (default UTC)."""
+        resp.media = self._burn("time", req.params)
+
+    def _burn(self, kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        # Validation, then a free slot, before the workflow: a refused request creates nothing.
+        request = parse_request(kind, _single_values(params))
+        with self._slots.take(), self._metrics.inflight.track_inprogress():
+            return render(request, self._operations.burn(request))
+
+
+def render(request: BurnerRequest, result: BurnerResult) -> dict[str, Any]:
+    """The JSON body of a successful value request (``response`` is what old clients read)."""
+    return {
+        "request": result.kind,
+        "response": result.value,
+        "operation": result.operation,
+        **dict(result.extras),
+        "params": dict(request.params),
+        "stack": result.stack,
+        "duration_ms": round(result.duration_ms, 1),
+        "phases_ms": {phase.name: phase.duration_ms for phase in result.phases},
+    }
+
+
+class IndexResource:
+    """GET /: what the service is and which endpoints it has."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Describe the service."""
+        endpoints = [{"path": "/", "returns": "this description", "parameters": {}}]
+        endpoints += [
+            {"path": f"/{kind}", "returns": VALUE_DESCRIPTIONS[kind],
+             "parameters": {p.name: f"{p.allowed} (default {p.default})" for p in params}}
+            for kind, params in KINDS.items()
+        ]
+        endpoints += [{"path": path, "returns": returns, "parameters": {}}
+                      for path, returns in SERVICE_ROUTES.items()]
+        resp.media = {"service": SERVICE, "description": DESCRIPTION, "endpoints": endpoints}
+
+
+class HealthResource:
+    """GET /healthz: the process is up and serving (no Pulumi call)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Report liveness."""
+        resp.media = {"status": "ok"}
+
+
+class ReadyResource:
+    """GET /readyz: 200 once every readiness check passes, 503 until then."""
+
+    def __init__(self, operations: Operations) -> None:
+        self._operations = operations
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Report the readiness checks."""
+        checks = self._operations.readiness()
+        ready = all(checks.values())
+        resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
+        resp.media = {"status": "ready" if ready else "not_ready", "checks": checks}
+
+
+class MetricsResource:
+    """GET /metrics: Prometheus text format."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Expose the metrics."""
+        resp.content_type = METRICS_CONTENT_TYPE
+        resp.data = self._metrics.exposition()
+
+
+class OpenApiResource:
+    """GET /openapi.json: the OpenAPI 3.1 document."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self._document = document
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Serve the document."""
+        resp.media = self._document
+
+
+def build_app(settings: Settings, operations: Operations, metrics: Metrics) -> falcon.App:
+    """The WSGI app around the given operations (no I/O)."""
+    middleware: list[Any] = [RequestContext(metrics)]
+    if settings.token is not None:
+        middleware.append(BearerAuth(settings.token))
+    app = falcon.App(middleware=middleware)
+    # `?bytes=` must be rejected as a bad value, not silently replaced by the default.
+    app.req_options.keep_blank_qs_values = True
+    ErrorMapper(metrics).install(app)
+    app.add_route("/", IndexResource())
+    app.add_route("/healthz", HealthResource())
+    app.add_route("/readyz", ReadyResource(operations))
+    app.add_route("/metrics", MetricsResource(metrics))
+    app.add_route("/openapi.json", OpenApiResource(build_document(auth=settings.token is not None)))
+    values = BurnerResource(operations, Slots(settings.max_inflight), metrics)
+    for kind in KINDS:
+        app.add_route(f"/{kind}", values, suffix=kind)
+    return app
+
+
+def _single_values(params: Mapping[str, Any]) -> dict[str, str]:
+    values = {}
+    for name, value in params.items():
+        if not isinstance(value, str):
+            raise ParameterError(name, ",".join(value), "a single value")
+        values[name] = value
+    return values

@@ -1,0 +1,301 @@
+"""This process's link to Temporal: one event-loop thread, the client, and optionally a worker.
+
+The WSGI app is synchronous and the Temporal SDK is asyncio-only, so every call crosses into
+the loop thread with ``run_coroutine_threadsafe``. A serving process runs a worker too unless
+``INFRA_API_RUN_WORKER=false``; ``burner worker`` runs only the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+)
+from temporalio.exceptions import TimeoutError as StepTimeout
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from infra import logs
+from infra.activities import BurnerActivities
+from infra.basic import Burner, BurnerResult, Phase, new_stack_name
+from infra.errors import (
+    DeadlineError,
+    EngineError,
+    InfraError,
+    OrchestrationError,
+    StateDirError,
+)
+from infra.kinds import BurnerRequest
+from infra.workflows import BurnOrder, BurnReport, BurnWorkflow, ReapWorkflow
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONNECT_SECONDS = 30.0
+# Past the request deadline, how long the API waits for the cancel call and the phase lookup.
+CANCEL_SECONDS = 5.0
+
+
+class Orchestrator:
+    """Starts burner workflows and waits for them; with ``run_worker``, also executes them."""
+
+    def __init__(self, burner: Burner, address: str, run_worker: bool) -> None:
+        self.burner = burner
+        self.settings = burner.settings
+        self.metrics = burner.metrics
+        self.address = address
+        self.run_worker = run_worker
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="temporal-loop",
+                                        daemon=True)
+        self._client: Client | None = None
+        self._worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (retrying while the cluster starts) and start the worker; raise OrchestrationError."""
+        self._thread.start()
+        self._call(self._start(), CONNECT_SECONDS + 30)
+
+    async def _start(self) -> None:
+        deadline = time.monotonic() + CONNECT_SECONDS
+        while True:
+            try:
+                self._client = await Client.connect(self.address,
+                                                    namespace=self.settings.temporal_namespace)
+                break
+            except RuntimeError as exc:  # the SDK's connection failure
+                if time.monotonic() > deadline:
+                    raise OrchestrationError(f"cannot reach Temporal at {self.address}: {exc}"
+                                             ) from exc
+                await asyncio.sleep(0.5)
+        logger.info("connected to Temporal at %s, namespace %s, task queue %s", self.address,
+                    self.settings.temporal_namespace, self.settings.task_queue)
+        if self.run_worker:
+            await self._start_worker()
+
+    async def _start_worker(self) -> None:
+        assert self._client is not None
+        settings = self.settings
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.worker_concurrency, thread_name_prefix="activity")
+        activities = BurnerActivities(self.burner, self.owner_status)
+        self._worker = Worker(
+            self._client, task_queue=settings.task_queue,
+            workflows=[BurnWorkflow, ReapWorkflow], activities=activities.all(),
+            activity_executor=self._executor,
+            max_concurrent_activities=settings.worker_concurrency,
+            # Cancellation reaches an activity with its next heartbeat: keep that prompt.
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
+            default_heartbeat_throttle_interval=timedelta(seconds=1),
+            # On shutdown, running steps get the time a request may take to finish.
+            graceful_shutdown_timeout=timedelta(seconds=settings.request_timeout
+                                                + settings.cancel_grace))
+        self._worker_task = asyncio.ensure_future(self._worker.run())
+        await self._ensure_reaper_schedule()
+        logger.info("worker polling task queue %s (%d at once)", settings.task_queue,
+                    settings.worker_concurrency)
+
+    async def _ensure_reaper_schedule(self) -> None:
+        assert self._client is not None
+        queue = self.settings.task_queue
+        schedule = Schedule(
+            action=ScheduleActionStartWorkflow(ReapWorkflow.run, id=f"reaper-{queue}",
+                                               task_queue=queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(
+                every=timedelta(seconds=self.settings.reap_interval))]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP))
+        try:
+            await self._client.create_schedule(f"reaper-{queue}", schedule,
+                                               trigger_immediately=True)
+            logger.info("reaper schedule created: every %g s", self.settings.reap_interval)
+        except ScheduleAlreadyRunningError:
+            pass  # another worker made it; the interval is the one it was created with
+
+    def stop(self) -> None:
+        """Let running activities finish (bounded), stop the worker and the loop thread."""
+        if self._thread.is_alive():
+            try:
+                self._call(self._stop(),
+                           self.settings.request_timeout + self.settings.cancel_grace + 30)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(10)
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    async def _stop(self) -> None:
+        if self._worker is not None:
+            logger.info("worker: draining running activities")
+            await self._worker.shutdown()
+            logger.info("worker: stopped")
+
+    # -- the API's calls ---------------------------------------------------------------------
+
+    def burn(self, request: BurnerRequest) -> BurnerResult:
+        """Run one burner workflow; at the request timeout cancel it and raise DeadlineError."""
+        stack = new_stack_name()
+        with logs.bound(logs.operation, stack), logs.bound(logs.stack_name, stack):
+            started = time.perf_counter()
+            outcome = "failed"
+            try:
+                report = self._call(self._burn(request, stack, logs.request_id.get()),
+                                    self.settings.request_timeout + CANCEL_SECONDS + 5)
+                outcome = "succeeded"
+            except DeadlineError:
+                outcome = "timed_out"
+                raise
+            finally:
+                if self.metrics is not None:
+                    self.metrics.workflows.labels(outcome).inc()
+                    self.metrics.workflow_seconds.observe(time.perf_counter() - started)
+        return BurnerResult(report.kind, report.value, tuple((k, v) for k, v in report.extras),
+                            report.stack, tuple(Phase(p.name, p.duration_ms) for p in report.phases),
+                            operation=stack)
+
+    async def _burn(self, request: BurnerRequest, stack: str, request_id: str) -> BurnReport:
+        # This coroutine runs in the loop thread: it binds the caller's log fields itself.
+        with (logs.bound(logs.request_id, request_id), logs.bound(logs.operation, stack),
+              logs.bound(logs.stack_name, stack)):
+            return await self._run_workflow(request, stack, request_id)
+
+    async def _run_workflow(self, request: BurnerRequest, stack: str, request_id: str
+                            ) -> BurnReport:
+        client = self._require_client()
+        order = BurnOrder(request.kind, list(request.params), self.settings.request_timeout,
+                          request_id)
+        try:
+            handle = await client.start_workflow(
+                BurnWorkflow.run, order, id=stack, task_queue=self.settings.task_queue,
+                # A worker in this process takes the first task from the start call itself.
+                request_eager_start=self.run_worker)
+        except RPCError as exc:
+            raise OrchestrationError(f"cannot start the workflow: {exc.message}") from exc
+        logger.info("workflow started")
+        try:
+            return await asyncio.wait_for(handle.result(), self.settings.request_timeout)
+        except TimeoutError:
+            phase = await self._cancel_at_deadline(handle)
+            raise DeadlineError(phase, stack, self.settings.request_timeout) from None
+        except WorkflowFailureError as exc:
+            raise _failure(exc, stack) from exc
+        except RPCError as exc:
+            raise OrchestrationError(f"lost the workflow: {exc.message}") from exc
+
+    async def _cancel_at_deadline(self, handle: WorkflowHandle[Any, Any]) -> str:
+        """Cancel the workflow (it tears down by itself); return the phase it was in."""
+        phase = "provision"
+        try:
+            description = await asyncio.wait_for(handle.describe(), CANCEL_SECONDS)
+            for pending in description.raw_description.pending_activities:
+                details = pending.heartbeat_details.payloads
+                if details:
+                    phase = details[0].data.decode().strip('"') or phase
+            await asyncio.wait_for(handle.cancel(), CANCEL_SECONDS)
+        except (RPCError, TimeoutError) as exc:
+            logger.error("could not cancel at the deadline: %s", exc)
+        logger.error("request timeout (%g s) during %s; workflow cancelled, it tears down",
+                     self.settings.request_timeout, phase)
+        return phase
+
+    def owner_status(self, stack: str) -> str:
+        """``running``, ``ended`` or ``none``: the workflow of ``stack`` (from activity threads)."""
+        return self._call(self._owner_status(stack), 30)
+
+    async def _owner_status(self, stack: str) -> str:
+        try:
+            description = await self._require_client().get_workflow_handle(stack).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return "none"
+            raise
+        return "running" if description.status == WorkflowExecutionStatus.RUNNING else "ended"
+
+    def readiness(self) -> dict[str, bool]:
+        """Whether Temporal answers and some worker polls the task queue."""
+        try:
+            return self._call(self._readiness(), 5)
+        except (InfraError, concurrent.futures.TimeoutError):
+            return {"temporal": False, "worker": False}
+
+    async def _readiness(self) -> dict[str, bool]:
+        client = self._require_client()
+        try:
+            healthy = await client.service_client.check_health(timeout=timedelta(seconds=2))
+            polled = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=self.settings.temporal_namespace,
+                    task_queue=TaskQueue(name=self.settings.task_queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
+                timeout=timedelta(seconds=2))
+        except RPCError:
+            return {"temporal": False, "worker": False}
+        return {"temporal": bool(healthy), "worker": len(polled.pollers) > 0}
+
+    def _require_client(self) -> Client:
+        if self._client is None:
+            raise OrchestrationError("not connected to Temporal")
+        return self._client
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        if not self._thread.is_alive():
+            coro.close()
+            raise OrchestrationError("the Temporal link is not running")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+
+def _failure(exc: WorkflowFailureError, stack: str) -> InfraError:
+    """The service error for a failed workflow: the provisioning step's own, as it reported it."""
+    cause = exc.cause
+    if isinstance(cause, ActivityError):
+        inner = cause.cause
+        if isinstance(inner, ApplicationError) and inner.details:
+            details: Any = inner.details[0]
+            if isinstance(details, dict):
+                if details.get("code") == StateDirError.code:
+                    return StateDirError("of the worker", "is unusable")
+                return EngineError(str(details.get("phase", "provision")), stack,
+                                   inner.message or "failed")
+        if isinstance(inner, StepTimeout):
+            return EngineError("provision", stack, "the worker running it stopped responding")
+        if isinstance(inner, CancelledError):
+            return EngineError("provision", stack, "cancelled")
+    logger.error("workflow failed: %s", exc.cause)
+    return EngineError("workflow", stack, "failed")
