@@ -16,7 +16,7 @@ from infra import logs
 from infra.app import render
 from infra.basic import Burner
 from infra.engine import select_engine
-from infra.errors import InfraError, ParameterError
+from infra.errors import InfraError, ParameterError, SettingsError
 from infra.kinds import parse_request
 from infra.service import Service
 from infra.settings import Settings
@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     settings = Settings.from_environ()
+    if settings.temporal_address is None:
+        # An embedded server of its own would give this worker nobody to work for.
+        raise SettingsError("INFRA_API_TEMPORAL_ADDRESS", "",
+                            "the host:port of the Temporal cluster the API nodes use")
     logging.config.dictConfig(logs.dict_config(settings.log_level, settings.log_format))
     stop = threading.Event()
 

@@ -52,3 +52,15 @@ def test_json_prints_the_body_of_the_http_route_and_leaves_no_files(tmp_path):
     state = tmp_path / "state"
     assert list((state / "work").iterdir()) == []
     assert not (state / "tmp").exists()
+
+
+def test_a_standalone_worker_needs_the_cluster_address(tmp_path):
+    import os
+    from pathlib import Path
+
+    env = {**os.environ, **make_environ(tmp_path / "state")}
+    env.pop("INFRA_API_TEMPORAL_ADDRESS", None)
+    proc = subprocess.run([str(Path(PYTHON).parent / "burner"), "worker"], cwd=PROJECT_ROOT,
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    assert "INFRA_API_TEMPORAL_ADDRESS" in proc.stderr and "Traceback" not in proc.stderr
