@@ -64,11 +64,13 @@ def on_starting(server: Any) -> None:
     """In the master, before any worker: state dir, venv, fresh metrics, the embedded Temporal."""
     global _embedded
     from infra.basic import Burner
+    from infra.catalog import Catalog
     from infra.embedded import EmbeddedTemporal
     from infra.engine import select_engine
     from infra.errors import InfraError
 
     try:
+        Catalog(_settings.programs).programs()
         Burner(_settings, select_engine(_settings)).toolchain()
     except InfraError as exc:
         server.log.error("cannot start: %s", exc)

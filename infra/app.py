@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import falcon
 
 from infra.basic import BurnerResult
+from infra.catalog import Catalog
 from infra.errors import ParameterError
 from infra.kinds import KINDS, BurnerRequest, parse_request
 from infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -26,6 +27,8 @@ SERVICE_ROUTES = {
     "/readyz": "readiness: engine, program venv, state dir, Temporal and a polling worker",
     "/metrics": "Prometheus metrics",
     "/openapi.json": "the OpenAPI 3.1 document",
+    "/programs": "the program catalog",
+    "/programs/{program}": "one program's config keys, also as JSON Schema",
 }
 
 
@@ -102,6 +105,33 @@ class IndexResource:
         resp.media = {"service": SERVICE, "description": DESCRIPTION, "endpoints": endpoints}
 
 
+class ProgramsResource:
+    """GET /programs and /programs/{program}: the catalog and each program's config schema."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """List the programs with their descriptions and config keys."""
+        resp.media = {"programs": [
+            {"name": program.name, "description": program.description,
+             "config": [key.name for key in program.config]}
+            for program in sorted(self._catalog.programs().values(), key=lambda p: p.name)]}
+
+    def on_get_program(self, req: falcon.Request, resp: falcon.Response, program: str) -> None:
+        """One program: its config keys and the same as JSON Schema."""
+        found = self._catalog.programs().get(program)
+        if found is None:
+            raise falcon.HTTPNotFound(description=f"no program named {program!r} in the catalog")
+        resp.media = {"name": found.name, "description": found.description,
+                      "config": {key.name: {"type": key.type, "description": key.description,
+                                            "default": key.default, "secret": key.secret,
+                                            "required": key.required,
+                                            **({"items": key.items} if key.items else {})}
+                                 for key in found.config},
+                      "schema": found.json_schema()}
+
+
 class HealthResource:
     """GET /healthz: the process is up and serving (no Pulumi call)."""
 
@@ -147,8 +177,10 @@ class OpenApiResource:
         resp.media = self._document
 
 
-def build_app(settings: Settings, operations: Operations, metrics: Metrics) -> falcon.App:
+def build_app(settings: Settings, operations: Operations, metrics: Metrics,
+              catalog: Catalog | None = None) -> falcon.App:
     """The WSGI app around the given operations (no I/O)."""
+    catalog = catalog if catalog is not None else Catalog(settings.programs)
     middleware: list[Any] = [RequestContext(metrics)]
     if settings.token is not None:
         middleware.append(BearerAuth(settings.token))
@@ -161,6 +193,9 @@ def build_app(settings: Settings, operations: Operations, metrics: Metrics) -> f
     app.add_route("/readyz", ReadyResource(operations))
     app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/openapi.json", OpenApiResource(build_document(auth=settings.token is not None)))
+    programs = ProgramsResource(catalog)
+    app.add_route("/programs", programs)
+    app.add_route("/programs/{program}", programs, suffix="program")
     values = BurnerResource(operations, Slots(settings.max_inflight), metrics)
     for kind in KINDS:
         app.add_route(f"/{kind}", values, suffix=kind)

@@ -60,6 +60,17 @@ def build_document(auth: bool) -> dict[str, Any]:
         "/openapi.json": {"get": _operation("openapi", "This document",
                                             {"200": _json("the OpenAPI document", {"type": "object"})},
                                             auth)},
+        "/programs": {"get": _operation("programs", "The program catalog",
+                                        {"200": _json("every program",
+                                                      {"$ref": "#/components/schemas/Programs"})},
+                                        auth)},
+        "/programs/{program}": {"get": {
+            **_operation("program", "One program's config keys, also as JSON Schema",
+                         {"200": _json("the program", {"$ref": "#/components/schemas/Program"}),
+                          "404": _json("no program of that name",
+                                       {"$ref": "#/components/schemas/Error"})}, auth),
+            "parameters": [{"name": "program", "in": "path", "required": True,
+                            "schema": {"type": "string"}}]}},
     }
     for kind, params in KINDS.items():
         schema = _value_schema(kind)
@@ -148,6 +159,28 @@ def _schemas() -> dict[str, Any]:
                 "parameter": {"type": "string"}, "value": {"type": "string"},
                 "allowed": {"type": "string"}, "stack": {"type": ["string", "null"]},
                 "phase": {"type": "string"}, "retry_after": {"type": "integer"},
+            },
+        },
+        "Programs": {
+            "type": "object", "required": ["programs"],
+            "properties": {"programs": {"type": "array", "items": {
+                "type": "object", "required": ["name", "description", "config"],
+                "properties": {"name": {"type": "string"}, "description": {"type": "string"},
+                               "config": {"type": "array", "items": {"type": "string"}}}}}},
+        },
+        "Program": {
+            "type": "object", "required": ["name", "description", "config", "schema"],
+            "properties": {
+                "name": {"type": "string"}, "description": {"type": "string"},
+                "config": {"type": "object", "additionalProperties": {
+                    "type": "object", "required": ["type", "description", "default", "secret",
+                                                   "required"],
+                    "properties": {"type": {"enum": ["string", "integer", "boolean", "array"]},
+                                   "description": {"type": "string"}, "default": {},
+                                   "secret": {"type": "boolean"},
+                                   "required": {"type": "boolean"},
+                                   "items": {"type": "string"}}}},
+                "schema": {"type": "object", "description": "the config as JSON Schema"},
             },
         },
         "Ready": {

@@ -15,6 +15,7 @@ import falcon
 
 from infra.app import build_app
 from infra.basic import Burner, BurnerResult
+from infra.catalog import Catalog
 from infra.embedded import EmbeddedTemporal
 from infra.engine import select_engine
 from infra.kinds import BurnerRequest
@@ -32,13 +33,14 @@ class Service:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         self.burner = Burner(settings, select_engine(settings), self.metrics)
+        self.catalog = Catalog(settings.programs)
         self.embedded: EmbeddedTemporal | None = None
         self.orchestrator: Orchestrator | None = None
         self._lock = threading.Lock()
 
     def app(self) -> falcon.App:
         """The WSGI app of this service."""
-        return build_app(self.settings, self, self.metrics)
+        return build_app(self.settings, self, self.metrics, self.catalog)
 
     def start(self, run_worker: bool | None = None) -> None:
         """Prepare and connect (once); raise InfraError with a one-line reason if it cannot."""
@@ -48,6 +50,7 @@ class Service:
             settings = self.settings
             logger.info("auth: %s", "bearer token required" if settings.token else
                         "off (INFRA_API_TOKEN is not set)")
+            self.catalog.programs()
             self.burner.toolchain()
             self.burner.engine.command()
             address = settings.temporal_address

@@ -13,6 +13,7 @@ from infra.errors import SecretSettingError, SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM_DIR = PROJECT_ROOT / "burner-program"
+PROGRAMS_DIR = PROJECT_ROOT / "programs"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -61,6 +62,8 @@ class Settings:
     # in the state directory (see infra.engine.ensure_passphrase).
     passphrase: str | None = dataclasses.field(default=None, repr=False)
     program_dir: Path = PROGRAM_DIR
+    # The program catalog: Pulumi projects whose config block is their API's input schema.
+    programs: tuple[Path, ...] = ()
     # host:port of a Temporal cluster; None starts an embedded dev server (see infra.embedded).
     temporal_address: str | None = None
     temporal_namespace: str = DEFAULT_TEMPORAL_NAMESPACE
@@ -110,6 +113,7 @@ class Settings:
             cancel_grace=_float(environ, "INFRA_API_CANCEL_GRACE", DEFAULT_CANCEL_GRACE),
             passphrase=environ.get("PULUMI_CONFIG_PASSPHRASE"),
             program_dir=_path(environ, "INFRA_API_PROGRAM_DIR", PROGRAM_DIR),
+            programs=_paths(environ, "INFRA_API_PROGRAMS", default_programs()),
             temporal_address=_address(environ, "INFRA_API_TEMPORAL_ADDRESS"),
             temporal_namespace=_name(environ, "INFRA_API_TEMPORAL_NAMESPACE",
                                      DEFAULT_TEMPORAL_NAMESPACE),
@@ -177,6 +181,22 @@ def _path(environ: Mapping[str, str], name: str, default: Path) -> Path:
     if not text or "\0" in text:
         raise SettingsError(name, raw, "a directory path or file:// URL")
     return Path(text).expanduser().resolve()
+
+
+def default_programs() -> tuple[Path, ...]:
+    """The burner program and every program directory under ``programs/``."""
+    found = sorted(path.parent for path in PROGRAMS_DIR.glob("*/Pulumi.yaml"))
+    return (PROGRAM_DIR, *found)
+
+
+def _paths(environ: Mapping[str, str], name: str, default: tuple[Path, ...]) -> tuple[Path, ...]:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    parts = [part for part in raw.split(os.pathsep) if part]
+    if not parts or any("\0" in part for part in parts):
+        raise SettingsError(name, raw, f"directories separated by {os.pathsep!r}")
+    return tuple(Path(part).expanduser().resolve() for part in parts)
 
 
 _TRUE = ("1", "true", "yes", "on")

@@ -1,0 +1,192 @@
+"""The program catalog: Pulumi projects whose own ``config:`` block is their API's input schema.
+
+A program is a directory with a Pulumi.yaml (and Python code). Its project-level config
+(Pulumi v3.44+: ``type`` string, integer, boolean or array with ``items``, ``default``,
+``description``, ``secret``) is the one schema: values are checked against it here, and it is
+served as JSON Schema too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.errors import ParameterError, SettingsError
+
+TYPES = ("string", "integer", "boolean", "array")
+_JSON_TYPES = {"string": str, "integer": int, "boolean": bool}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigKey:
+    """One key of a program's config: its type, default, description and secrecy."""
+
+    name: str
+    type: str
+    description: str = ""
+    default: Any = None
+    secret: bool = False
+    items: str | None = None  # the element type of an array
+
+    @property
+    def required(self) -> bool:
+        """A key without a default must be given."""
+        return self.default is None
+
+    def json_schema(self) -> dict[str, Any]:
+        """This key as a JSON Schema property."""
+        schema: dict[str, Any] = {"type": self.type}
+        if self.items is not None:
+            schema["items"] = {"type": self.items}
+        if self.description:
+            schema["description"] = self.description
+        if self.default is not None:
+            schema["default"] = self.default
+        if self.secret:
+            schema["writeOnly"] = True
+        return schema
+
+    def check(self, value: Any) -> Any:
+        """``value`` if it has this key's type; raise ParameterError naming the key otherwise."""
+        if self.type == "array":
+            if not isinstance(value, list) or not all(_is(item, self.items or "string")
+                                                      for item in value):
+                raise ParameterError(self.name, _show(value),
+                                     f"an array of {self.items or 'string'} values")
+            return value
+        if not _is(value, self.type):
+            raise ParameterError(self.name, _show(value), f"a{'n' if self.type[0] in 'ai' else ''} "
+                                                          f"{self.type}")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """A Pulumi program of the catalog."""
+
+    name: str
+    path: Path
+    description: str
+    config: tuple[ConfigKey, ...]
+
+    def json_schema(self) -> dict[str, Any]:
+        """The config as a JSON Schema object."""
+        return {"type": "object",
+                "properties": {key.name: key.json_schema() for key in self.config},
+                "required": [key.name for key in self.config if key.required],
+                "additionalProperties": False}
+
+    def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The config with defaults filled in; raise ParameterError on the first bad key."""
+        known = {key.name: key for key in self.config}
+        for name in sorted(values):
+            if name not in known:
+                raise ParameterError(name, _show(values[name]),
+                                     "the config keys of " + self.name + ": "
+                                     + (", ".join(sorted(known)) or "none"))
+        result = {}
+        for key in self.config:
+            if key.name in values:
+                result[key.name] = key.check(values[key.name])
+            elif key.required:
+                raise ParameterError(key.name, "", f"a value: {key.name} has no default")
+            else:
+                result[key.name] = key.default
+        return result
+
+
+def load_program(path: Path) -> Program:
+    """Read a program's Pulumi.yaml; raise SettingsError naming what is wrong."""
+    project_file = path / "Pulumi.yaml"
+    try:
+        project = yaml.safe_load(project_file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError("INFRA_API_PROGRAMS", str(path), f"a readable Pulumi.yaml ({exc})"
+                            ) from exc
+    if not isinstance(project, dict) or not isinstance(project.get("name"), str):
+        raise SettingsError("INFRA_API_PROGRAMS", str(path), "a Pulumi.yaml with a name")
+    raw_config = project.get("config") or {}
+    if not isinstance(raw_config, dict):
+        raise SettingsError("INFRA_API_PROGRAMS", str(path), "a config: block that is a mapping")
+    keys = tuple(_config_key(path, name, spec) for name, spec in raw_config.items())
+    return Program(project["name"], path, str(project.get("description") or ""), keys)
+
+
+def load_catalog(paths: Sequence[Path]) -> dict[str, Program]:
+    """The programs of ``paths`` by name; raise SettingsError on a bad or duplicate one."""
+    catalog: dict[str, Program] = {}
+    for path in paths:
+        program = load_program(path)
+        if program.name in catalog:
+            raise SettingsError("INFRA_API_PROGRAMS", os.pathsep.join(map(str, paths)),
+                                f"programs with distinct names ({program.name!r} twice)")
+        catalog[program.name] = program
+    return catalog
+
+
+def _config_key(path: Path, name: str, spec: Any) -> ConfigKey:
+    where = f"config key {name!r} of {path / 'Pulumi.yaml'}"
+    if not isinstance(spec, dict):
+        # The short form `key: value` is a default whose type is the value's.
+        spec = {"type": _type_of(spec), "default": spec}
+    kind = spec.get("type", _type_of(spec.get("default")))
+    if kind not in TYPES:
+        raise SettingsError("INFRA_API_PROGRAMS", str(path), f"{where}: a type among {TYPES}")
+    items = None
+    if kind == "array":
+        items = (spec.get("items") or {}).get("type", "string")
+        if items not in _JSON_TYPES:
+            raise SettingsError("INFRA_API_PROGRAMS", str(path),
+                                f"{where}: items of type string, integer or boolean")
+    key = ConfigKey(name, kind, str(spec.get("description") or ""), spec.get("default"),
+                    bool(spec.get("secret", False)), items)
+    if key.default is not None:
+        try:
+            key.check(key.default)
+        except ParameterError as exc:
+            raise SettingsError("INFRA_API_PROGRAMS", str(path),
+                                f"{where}: a default that is {exc.allowed}") from exc
+    return key
+
+
+def _type_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, list):
+        return "array"
+    return "string"
+
+
+def _is(value: Any, kind: str) -> bool:
+    expected = _JSON_TYPES[kind]
+    # bool is an int in Python, not in JSON.
+    return isinstance(value, expected) and (kind == "boolean" or not isinstance(value, bool))
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+class Catalog:
+    """The programs of the configured directories, read once on first use."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = tuple(paths)
+        self._programs: dict[str, Program] | None = None
+        self._lock = threading.Lock()
+
+    def programs(self) -> dict[str, Program]:
+        """Every program by name; raise SettingsError if one is unusable."""
+        with self._lock:
+            if self._programs is None:
+                self._programs = load_catalog(self.paths)
+            return self._programs
