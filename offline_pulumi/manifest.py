@@ -13,7 +13,7 @@ HISTORY_TIME = "%Y-%m-%dT%H:%M:%S.000Z"
 
 def manifest() -> dict[str, Any]:
     """A deployment manifest stamped with the engine version."""
-    from offline_pulumi.cli import VERSION
+    from offline_pulumi.version import VERSION
 
     version = f"v{VERSION}"
     return {"time": datetime.now(UTC).isoformat(),

@@ -24,9 +24,9 @@ from offline_pulumi.stackconfig import (
     merged_config,
 )
 
-_UNSUPPORTED_FLAGS = ("target", "t", "exclude", "target-replace", "policy-pack",
+_UNSUPPORTED_FLAGS = ("target", "exclude", "target-replace", "policy-pack",
                       "policy-pack-config", "plan", "save-plan", "import-file",
-                      "attach-debugger", "config", "c", "neo", "import-pending-creates",
+                      "attach-debugger", "config", "neo", "import-pending-creates",
                       "exec-agent")
 _HEADERS = {"update": "Updating", "preview": "Previewing update", "refresh": "Refreshing",
             "destroy": "Destroying"}
@@ -81,7 +81,11 @@ def _run(parsed: Parsed, operation: Operation) -> int:
     ref = context.stack_ref()
     context.backend.require(ref)
     with nullcontext() if operation.dry_run else context.backend.lock(ref):
-        return _Update(context, ref, operation, parsed).run()
+        update = _Update(context, ref, operation, parsed)
+        try:
+            return update.run()
+        finally:
+            update.events.close()
 
 
 class _Update:
@@ -91,10 +95,11 @@ class _Update:
                  parsed: Parsed) -> None:
         self.context, self.ref, self.operation, self.parsed = context, ref, operation, parsed
         self.backend = context.backend
-        self.settings = StackSettings.load(context.project, ref.name)
+        self.settings = StackSettings.load(context.project, ref.name,
+                                           parsed.value("config-file"))
         self.latest: dict[str, Any] = self.backend.read_latest(ref) or {}
         self._manager: PassphraseManager | None = None
-        self.events = EventStream(parsed.value("event-log"))
+        self.events = EventStream(parsed.value("event-log"), json_digest=parsed.has("json"))
         self.started = time.time()
 
     @property
@@ -114,6 +119,8 @@ class _Update:
             dry_run=self.operation.dry_run, persist=self._persist,
             force_replace=frozenset(self.parsed.values("replace")),
             pending=self.latest.get("pending_operations"))
+        if self.parsed.has("refresh") and self.operation.kind != "refresh":
+            deployment.refresh_all(clear_pending_creates=False, counted=False)
         error = self._execute(deployment, config, secret_keys)
         ok = error is None and deployment.failure is None
         if self.operation.kind == "update":
@@ -132,6 +139,10 @@ class _Update:
         if not self.operation.dry_run:
             self._record(deployment, ok, changes)
         self.events.summary(changes, self.operation.dry_run, ok, outputs)
+        if ok and deployment.kept_protected:
+            self.events.say("All unprotected resources were destroyed. There are still "
+                            f"{deployment.kept_protected} protected resources associated "
+                            "with this stack.")
         return 0 if ok else 1
 
     def _config(self) -> tuple[dict[str, str], set[str]]:
@@ -170,7 +181,7 @@ class _Update:
             deployment.refresh_all(self.parsed.has("clear-pending-creates"))
             return None
         if kind == "destroy":
-            deployment.destroy_all()
+            deployment.destroy_all(exclude_protected=self.parsed.has("exclude-protected"))
             return None
         from offline_pulumi.engine.runner import run_program
 
@@ -200,14 +211,14 @@ class _Update:
     def _record(self, deployment: Deployment, ok: bool, changes: dict[str, int]) -> None:
         self._persist(deployment.snapshot(), deployment.pending_operations())
         info = {"kind": self.operation.kind, "startTime": int(self.started),
-                "message": self.parsed.value("message") or self.parsed.value("m") or "",
+                "message": self.parsed.value("message") or "",
                 "environment": self._environment(), "config": dict(self.settings.config),
                 "version": 0, "result": "succeeded" if ok else "failed",
                 "endTime": int(time.time()), "resourceChanges": changes}
         self.backend.add_history(self.ref, info, self.latest)
 
     def _environment(self) -> dict[str, str]:
-        from offline_pulumi.cli import VERSION
+        from offline_pulumi.version import VERSION
 
         environment = {"exec.kind": self.parsed.value("exec-kind") or "cli",
                        "pulumi.version": f"v{VERSION}", "pulumi.os": os.uname().sysname.lower(),

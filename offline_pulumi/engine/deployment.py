@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from offline_pulumi import values
@@ -27,6 +27,7 @@ from offline_pulumi.engine.steps import (
     Resource,
     StepFailed,
     is_default_provider,
+    needs,
     step_metadata,
 )
 from offline_pulumi.manifest import PROVIDER_PREFIX, STACK_TYPE
@@ -56,6 +57,7 @@ class Deployment:
         self.changes: Counter[str] = Counter()
         self.stack_outputs: dict[str, Any] | None = None
         self.failure: str | None = None
+        self.kept_protected = 0   # protected resources a destroy --exclude-protected kept
         self._lock = threading.RLock()
 
     # -- URNs --------------------------------------------------------------------------
@@ -300,8 +302,7 @@ class Deployment:
             return
         in_use = {r.get("provider", "").rsplit("::", 1)[0] for r in self.new.values()}
         leftovers = [r for r in self.old.values() if not is_default_provider(r)]
-        for resource in reversed(leftovers):
-            self._delete(resource, op="delete", counted=True)
+        self._delete_in_order(reversed(leftovers), set(), counted=lambda r: True)
         for resource in list(self.doomed):
             self._delete(resource, op="delete-replaced", counted=False)
         for resource in list(self.old.values()):
@@ -316,25 +317,52 @@ class Deployment:
                     resource["outputs"] = self.original[urn].get("outputs", {})
                     self.stack_outputs = resource["outputs"]
 
-    def destroy_all(self) -> None:
-        """Delete every resource, dependents first."""
-        for resource in reversed([*self.doomed, *self.old.values()]):
-            self._delete(resource, op="delete", counted=not is_default_provider(resource)
-                         and not resource.get("delete"))
+    def destroy_all(self, exclude_protected: bool = False) -> None:
+        """Delete every resource, dependents first.
 
-    def refresh_all(self, clear_pending_creates: bool) -> None:
+        ``exclude_protected`` keeps protected resources and everything they need (parents,
+        dependencies, providers), as ``destroy --exclude-protected`` does.
+        """
+        resources = [*self.doomed, *self.old.values()]
+        keep: set[str] = set()
+        if exclude_protected:
+            protected = [r for r in resources if r.get("protect") and not r.get("delete")]
+            keep = {r["urn"] for r in protected}
+            self.kept_protected = len(protected)
+        self._delete_in_order(reversed(resources), keep, counted=lambda r: not
+                              is_default_provider(r) and not r.get("delete"))
+
+    def _delete_in_order(self, resources: Iterable[Resource], keep: set[str],
+                         counted: Callable[[Resource], bool], op: str = "delete") -> None:
+        """Delete resources (dependents before what they need) unless kept or blocked.
+
+        A resource that is kept, or whose delete fails, blocks what it needs: its parent, its
+        dependencies and its provider stay, so the state never points at a missing resource
+        (the real engine skips a failed step's dependents the same way).
+        """
+        blocked = set(keep)
+        for resource in resources:
+            urn = resource["urn"]
+            if urn in blocked and not resource.get("delete"):
+                blocked |= needs(resource)
+                continue
+            if not self._delete(resource, op=op, counted=counted(resource)):
+                blocked |= needs(resource) | {urn}
+
+    def refresh_all(self, clear_pending_creates: bool, counted: bool = True) -> None:
         """Read every resource back; the built-in providers' reads change nothing."""
         for resource in [*self.old.values(), *self.doomed]:
             metadata = step_metadata("refresh", resource, resource)
             quiet = is_default_provider(resource)
-            self.events.step_pre(metadata, quiet=True)
+            self.events.step_pre(metadata, quiet=quiet)
             self.events.step_done({**metadata, "op": "same"}, 0, quiet=True)
-            if not quiet and not resource.get("delete"):
+            if counted and not quiet and not resource.get("delete"):
                 self.changes["same"] += 1
         if clear_pending_creates:
             self.carried_pending = []
 
-    def _delete(self, resource: Resource, op: str, counted: bool) -> None:
+    def _delete(self, resource: Resource, op: str, counted: bool) -> bool:
+        """Delete one resource; False (after an error diagnostic) if it may not be deleted."""
         if resource.get("protect") and not resource.get("delete"):
             message = (f"unable to delete resource \"{resource['urn']}\"\nas it is currently "
                        "marked for protection. To unprotect the resource, remove the "
@@ -342,7 +370,7 @@ class Deployment:
                        "`pulumi up`")
             self.events.diagnostic("error", message, urn=resource["urn"])
             self.failure = self.failure or message
-            return
+            return False
         started = time.monotonic()
         metadata = step_metadata(op, resource, None)
         self.events.step_pre(metadata, quiet=not counted)
@@ -356,6 +384,7 @@ class Deployment:
                 self.changes["delete"] += 1
             self._save()
         self.events.step_done(metadata, time.monotonic() - started, quiet=not counted)
+        return True
 
     def snapshot(self) -> list[Resource]:
         """Resources as they stand now: new ones, then originals awaiting deletion and the rest."""

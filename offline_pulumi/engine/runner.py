@@ -20,7 +20,7 @@ CANCELLED = "update canceled: the engine was interrupted"
 
 def parallelism(parsed: Parsed) -> int:
     """``--parallel``, else ``PULUMI_PARALLEL``, else four per CPU as the real CLI does."""
-    raw = parsed.value("parallel") or parsed.value("p") or os.environ.get("PULUMI_PARALLEL")
+    raw = parsed.value("parallel") or os.environ.get("PULUMI_PARALLEL")
     try:
         value = int(raw) if raw else 0
     except ValueError:

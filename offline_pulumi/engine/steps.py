@@ -48,6 +48,16 @@ def is_default_provider(resource: Resource) -> bool:
         resource["urn"].rsplit("::", 1)[-1].startswith("default")
 
 
+def needs(resource: Resource) -> set[str]:
+    """The URNs a resource needs to exist: its parent, dependencies and provider."""
+    urns = {resource.get("parent", ""), resource.get("provider", "").rsplit("::", 1)[0]}
+    urns.update(resource.get("dependencies") or [])
+    for dependencies in (resource.get("propertyDependencies") or {}).values():
+        urns.update(dependencies)
+    urns.discard("")
+    return urns
+
+
 def step_metadata(op: str, old: Resource | None, new: Resource | None) -> dict[str, Any]:
     """The ``metadata`` of a step event, as the real engine reports it."""
     subject = new or old or {}

@@ -50,10 +50,11 @@ def test_version_is_a_semver_the_automation_api_accepts(pulumi_bin, project):
 
 
 @pytest.mark.parametrize(("argv", "complaint"), [
-    (["new", "python"], "'pulumi new python' is not supported"),
+    (["new", "python"], "'pulumi new' without --generate-only"),
     (["state", "delete"], "'pulumi state delete' is not supported"),
-    (["stack", "rename", "x"], "'pulumi stack rename' is not supported"),
-    (["up", "--yes", "--target", "urn:x", "--stack", "dev"], "--target is not supported"),
+    (["stack", "change-secrets-provider", "x"],
+     "'pulumi stack change-secrets-provider' is not supported"),
+    (["up", "--yes", "--exclude", "urn:x", "--stack", "dev"], "--exclude is not supported"),
     (["up", "--yes", "--bogus-flag", "--stack", "dev"], "unknown flag: --bogus-flag"),
     (["stack", "init", "dev", "--secrets-provider", "awskms://k"], "secrets provider"),
     (["plugin", "install", "resource", "aws", "6.0.0"], "not available offline"),
