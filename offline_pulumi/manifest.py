@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 STACK_TYPE = "pulumi:pulumi:Stack"
+STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 PROVIDER_PREFIX = "pulumi:providers:"
 HISTORY_TIME = "%Y-%m-%dT%H:%M:%S.000Z"
 

@@ -14,7 +14,7 @@ from offline_pulumi.context import Context, environment_flags
 from offline_pulumi.crypto import PassphraseManager
 from offline_pulumi.engine.deployment import Deployment
 from offline_pulumi.engine.events import EventStream
-from offline_pulumi.errors import UnsupportedError
+from offline_pulumi.errors import CLIError, UnsupportedError
 from offline_pulumi.manifest import manifest, stack_resource
 from offline_pulumi.stackconfig import (
     StackSettings,
@@ -24,7 +24,7 @@ from offline_pulumi.stackconfig import (
     merged_config,
 )
 
-_UNSUPPORTED_FLAGS = ("target", "exclude", "target-replace", "policy-pack",
+_UNSUPPORTED_FLAGS = ("exclude", "target-replace", "policy-pack",
                       "policy-pack-config", "plan", "save-plan", "import-file",
                       "attach-debugger", "config", "neo", "import-pending-creates",
                       "exec-agent")
@@ -118,7 +118,8 @@ class _Update:
             self.ref.name, self.context.project.name, self._old_resources(), self.events,
             dry_run=self.operation.dry_run, persist=self._persist,
             force_replace=frozenset(self.parsed.values("replace")),
-            pending=self.latest.get("pending_operations"))
+            pending=self.latest.get("pending_operations"), stack_outputs=self._stack_outputs,
+            targets=self._targets())
         if self.parsed.has("refresh") and self.operation.kind != "refresh":
             deployment.refresh_all(clear_pending_creates=False, counted=False)
         error = self._execute(deployment, config, secret_keys)
@@ -144,6 +145,29 @@ class _Update:
                             f"{deployment.kept_protected} protected resources associated "
                             "with this stack.")
         return 0 if ok else 1
+
+    def _targets(self) -> frozenset[str]:
+        """``--target`` URNs; destroy and refresh refuse ones the stack does not have."""
+        targets = frozenset(self.parsed.values("target"))
+        if targets and self.operation.kind in ("destroy", "refresh"):
+            known = {r.get("urn") for r in self.latest.get("resources") or []}
+            for target in sorted(targets - known):
+                raise CLIError(f"no resource named '{target}' found")
+        return targets
+
+    def _stack_outputs(self, name: str) -> dict[str, Any]:
+        """Another stack's outputs in this backend, secrets decrypted but still secret."""
+        from offline_pulumi.backend import parse_stack_ref
+        from offline_pulumi.crypto import PassphraseManager
+
+        ref = parse_stack_ref(name, self.context.project.name)
+        latest = self.backend.read_latest(ref) or {}
+        outputs: dict[str, Any] = dict((stack_resource(latest) or {}).get("outputs") or {})
+        if values.contains_secret(outputs):
+            salt = ((latest.get("secrets_providers") or {}).get("state") or {}).get("salt")
+            crypter = PassphraseManager(salt).crypter if salt else self.manager.crypter
+            outputs = values.from_state(outputs, crypter.decrypt)
+        return outputs
 
     def _config(self) -> tuple[dict[str, str], set[str]]:
         raw = merged_config(self.context.project, self.settings)
@@ -181,7 +205,8 @@ class _Update:
             deployment.refresh_all(self.parsed.has("clear-pending-creates"))
             return None
         if kind == "destroy":
-            deployment.destroy_all(exclude_protected=self.parsed.has("exclude-protected"))
+            deployment.destroy_all(exclude_protected=self.parsed.has("exclude-protected"),
+                                   target_dependents=self.parsed.has("target-dependents"))
             return None
         from offline_pulumi.engine.runner import run_program
 

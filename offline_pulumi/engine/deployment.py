@@ -30,7 +30,7 @@ from offline_pulumi.engine.steps import (
     needs,
     step_metadata,
 )
-from offline_pulumi.manifest import PROVIDER_PREFIX, STACK_TYPE
+from offline_pulumi.manifest import PROVIDER_PREFIX, STACK_REFERENCE_TYPE, STACK_TYPE
 
 
 class Deployment:
@@ -39,8 +39,13 @@ class Deployment:
     def __init__(self, stack: str, project: str, old: list[Resource], events: EventStream,
                  dry_run: bool, persist: Callable[[list[Resource], list[dict[str, Any]]], None]
                  | None = None, force_replace: frozenset[str] = frozenset(),
-                 pending: list[dict[str, Any]] | None = None) -> None:
+                 pending: list[dict[str, Any]] | None = None,
+                 stack_outputs: Callable[[str], dict[str, Any]] | None = None,
+                 targets: frozenset[str] = frozenset()) -> None:
         self.stack, self.project = stack, project
+        # --target: only these resources change; an empty set means every resource.
+        self.targets = targets
+        self.stack_outputs_of = stack_outputs
         self.events, self.dry_run, self.persist = events, dry_run, persist
         self.force_replace = force_replace
         self.old: dict[str, Resource] = {}
@@ -81,9 +86,59 @@ class Deployment:
                 return self._fail(urn, request.type, f"Duplicate resource URN '{urn}'; try "
                                   "giving it a unique name")
             old = self._find_old(urn, request.alias_urns)
+        if not self._targeted(urn, request.type):
+            return self._untargeted(urn, old, request)
         if request.custom:
             return self._register_custom(urn, request, old)
         return self._register_component(urn, request, old)
+
+    def read(self, request: Registration, resource_id: str) -> Registered:
+        """A ``ReadResource``: only stack references can be read offline.
+
+        The built-in provider's read returns ``name``, ``outputs`` (secrets stay secret) and
+        ``secretOutputNames`` (pkg/resource/deploy/builtins.go, readStackReference). A read
+        whose outputs did not change since the last one counts as ``same``
+        (pkg/engine/update.go, hasReadChanged).
+        """
+        urn = self.urn(request.type, request.name, request.parent)
+        if request.type != STACK_REFERENCE_TYPE or self.stack_outputs_of is None:
+            self._fail(urn, request.type, f"reading existing resources ('{request.type}' "
+                                          f"'{request.name}') is not supported offline")
+        assert self.stack_outputs_of is not None
+        try:
+            outputs = self.stack_outputs_of(resource_id)
+        except Exception as exc:  # an unknown or unreadable stack fails the read
+            self._fail(urn, request.type, f"reading stack reference '{resource_id}' failed: "
+                                          f"{exc}")
+        secret_names = sorted(k for k, v in outputs.items() if values.contains_secret(v))
+        read = {"name": resource_id, "outputs": outputs, "secretOutputNames": secret_names}
+        with self._lock:
+            old = self.old.get(urn)
+        new = self._state(urn, request, resource_id, read, old)
+        new["external"] = True
+        changed = old is not None and old.get("outputs") != read
+        self._run_step("read", old, new, counted=False)
+        with self._lock:
+            self.changes["read" if changed else "same"] += 1
+        return Registered(urn, resource_id, read)
+
+    def _targeted(self, urn: str, type_token: str) -> bool:
+        """Whether ``--target`` lets this resource change (the root stack always may)."""
+        return not self.targets or urn in self.targets or type_token == STACK_TYPE or \
+            type_token.startswith(PROVIDER_PREFIX)
+
+    def _untargeted(self, urn: str, old: Resource | None,
+                    request: Registration) -> Registered:
+        """A resource outside ``--target`` keeps its old state; a new one is not created.
+
+        As pkg/resource/deploy/step_generator.go: an untargeted resource gets a same step
+        with its old state, and an untargeted create is skipped (it is not in the state).
+        """
+        if old is None:
+            return Registered(urn, "", request.inputs)
+        kept = {**old, "urn": urn}
+        self._run_step("same", old, kept, counted=True)
+        return Registered(urn, kept.get("id", ""), kept.get("outputs", {}))
 
     def _find_old(self, urn: str, aliases: tuple[str, ...]) -> Resource | None:
         for candidate in (urn, *aliases):
@@ -105,6 +160,9 @@ class Deployment:
                          old: Resource | None) -> Registered:
         if request.type.startswith(PROVIDER_PREFIX):
             return self._register_provider(urn, request, old)
+        if old is not None and request.ignore_changes:
+            request = request._replace(inputs=_ignoring_changes(
+                request.inputs, old.get("inputs", {}), request.ignore_changes))
         try:
             provider_ref = self._provider_ref(request)
             impl = builtin(package_of(request.type), f"resource '{request.name}' of type "
@@ -116,6 +174,8 @@ class Deployment:
             return self._fail(urn, request.type, f"{request.type} resource '{request.name}' "
                                                  f"has a problem: {exc}")
         op = self._plan(urn, request, old, impl, checked)
+        if op == "replace":
+            self._refuse_protected_replace(urn, request, old)
         secret_keys = {k for k, v in request.inputs.items() if values.contains_secret(v)}
         secret_keys |= set(impl.secret_outputs(request.type)) | set(
             request.additional_secret_outputs)
@@ -161,6 +221,25 @@ class Deployment:
         # The built-in providers have no updatable inputs: every change replaces.
         return "replace"
 
+    def _refuse_protected_replace(self, urn: str, request: Registration,
+                                  old: Resource | None) -> None:
+        """A replacement deletes the old resource: refused while old and new are protected.
+
+        As pkg/resource/deploy/step_generator.go: unprotecting and replacing in one update
+        is allowed; a preview reports the error and goes on, an update stops.
+        """
+        if old is None or not (old.get("protect") and request.protect):
+            return
+        message = (f"unable to replace resource \"{urn}\"\nas it is currently marked for "
+                   "protection. To unprotect the resource, remove the `protect` flag from "
+                   "the resource in your Pulumi program and run `pulumi up`")
+        if self.dry_run:
+            with self._lock:
+                self.failure = self.failure or message
+            self.events.diagnostic("error", message, urn=urn)
+            return
+        self._fail(urn, request.type, message)
+
     def _apply(self, urn: str, request: Registration, old: Resource | None, op: str,
                create: Callable[[], tuple[str, dict[str, Any]]], provider_ref: str) -> Resource:
         """Create (or replace) a custom resource, recording the operation while it runs."""
@@ -180,7 +259,7 @@ class Deployment:
                 doomed = dict(old)
                 doomed["delete"] = True
                 self.doomed.append(doomed)
-            self.old.pop(urn, None)
+            self._forget_old(urn, old)
             self.changes[op] += 1
             self._save()
         self.events.step_done(step_metadata(first_op, old, new), time.monotonic() - started)
@@ -258,16 +337,29 @@ class Deployment:
                 self.changes[op] += 1
             if op == "replace" and old is not None:
                 self.doomed.append({**old, "delete": True})
-            self.old.pop(new["urn"], None)
+            self._forget_old(new["urn"], old)
             if op != "same":
                 self._save()
         if outputs_event or op != "same":
             self.events.step_done(metadata, time.monotonic() - started, quiet=quiet)
 
+    def _forget_old(self, urn: str, old: Resource | None) -> None:
+        """The old state is taken over (under its own URN, or an alias's)."""
+        self.old.pop(urn, None)
+        if old is not None:
+            self.old.pop(old["urn"], None)
+
     def _begin(self, urn: str, draft: Resource, kind: str) -> None:
         with self._lock:
             self.in_flight[urn] = {"resource": draft, "type": kind}
             self._save()
+
+    def fail_registration(self, urn: str, type_token: str, message: str) -> None:
+        """Report a registration that failed before its step (e.g. in a transform)."""
+        try:
+            self._fail(urn, type_token, message)
+        except StepFailed:
+            return
 
     def _fail(self, urn: str, type_token: str, message: str) -> Registered:
         with self._lock:
@@ -302,7 +394,8 @@ class Deployment:
             return
         in_use = {r.get("provider", "").rsplit("::", 1)[0] for r in self.new.values()}
         leftovers = [r for r in self.old.values() if not is_default_provider(r)]
-        self._delete_in_order(reversed(leftovers), set(), counted=lambda r: True)
+        untargeted = {r["urn"] for r in leftovers if not self._targeted(r["urn"], r["type"])}
+        self._delete_in_order(reversed(leftovers), untargeted, counted=lambda r: True)
         for resource in list(self.doomed):
             self._delete(resource, op="delete-replaced", counted=False)
         for resource in list(self.old.values()):
@@ -317,7 +410,8 @@ class Deployment:
                     resource["outputs"] = self.original[urn].get("outputs", {})
                     self.stack_outputs = resource["outputs"]
 
-    def destroy_all(self, exclude_protected: bool = False) -> None:
+    def destroy_all(self, exclude_protected: bool = False,
+                    target_dependents: bool = False) -> None:
         """Delete every resource, dependents first.
 
         ``exclude_protected`` keeps protected resources and everything they need (parents,
@@ -325,12 +419,37 @@ class Deployment:
         """
         resources = [*self.doomed, *self.old.values()]
         keep: set[str] = set()
+        if self.targets:
+            targets = self._with_dependents(resources, target_dependents)
+            keep = {r["urn"] for r in resources if r["urn"] not in targets}
         if exclude_protected:
             protected = [r for r in resources if r.get("protect") and not r.get("delete")]
-            keep = {r["urn"] for r in protected}
+            keep |= {r["urn"] for r in protected}
             self.kept_protected = len(protected)
         self._delete_in_order(reversed(resources), keep, counted=lambda r: not
                               is_default_provider(r) and not r.get("delete"))
+
+    def _with_dependents(self, resources: list[Resource], include: bool) -> set[str]:
+        """The targets, and (with ``--target-dependents``) every resource that needs one.
+
+        Without the flag a dependent outside the targets fails the destroy, as the real
+        engine refuses to delete what an untargeted resource still needs.
+        """
+        targets = set(self.targets)
+        for resource in resources:   # dependents come after what they need
+            needed = needs(resource) & targets
+            if not needed or resource["urn"] in targets:
+                continue
+            if include:
+                targets.add(resource["urn"])
+                continue
+            message = (f"Resource '{resource['urn']}' depends on '{sorted(needed)[0]}', "
+                       "which is targeted for deletion; pass --target-dependents to delete "
+                       "it as well")
+            self.events.diagnostic("error", message, urn=resource["urn"])
+            self.failure = self.failure or message
+            return set()
+        return targets
 
     def _delete_in_order(self, resources: Iterable[Resource], keep: set[str],
                          counted: Callable[[Resource], bool], op: str = "delete") -> None:
@@ -346,7 +465,10 @@ class Deployment:
             if urn in blocked and not resource.get("delete"):
                 blocked |= needs(resource)
                 continue
-            if not self._delete(resource, op=op, counted=counted(resource)):
+            if resource.get("external"):
+                # A read resource is only forgotten (pkg/resource/deploy/step.go: read-discard).
+                self._delete(resource, op="discard", counted=False)
+            elif not self._delete(resource, op=op, counted=counted(resource)):
                 blocked |= needs(resource) | {urn}
 
     def refresh_all(self, clear_pending_creates: bool, counted: bool = True) -> None:
@@ -397,3 +519,19 @@ class Deployment:
         with self._lock:
             return [*self.carried_pending, *self.in_flight.values()]
 
+
+
+def _ignoring_changes(news: dict[str, Any], olds: dict[str, Any],
+                      ignored: tuple[str, ...]) -> dict[str, Any]:
+    """New inputs with every ignored top-level input set back to its old value.
+
+    The real engine records these inputs in the state too, so an ignored change never shows
+    up later (pkg/resource/deploy/step_generator.go, processIgnoreChanges).
+    """
+    merged = dict(news)
+    for key in ignored:
+        if key in olds:
+            merged[key] = olds[key]
+        else:
+            merged.pop(key, None)
+    return merged
