@@ -173,6 +173,8 @@ class Deployment:
         except Exception as exc:  # a provider's check rejects the inputs
             return self._fail(urn, request.type, f"{request.type} resource '{request.name}' "
                                                  f"has a problem: {exc}")
+        if request.import_id and old is None:
+            return self._import(urn, request, impl, checked, provider_ref)
         op = self._plan(urn, request, old, impl, checked)
         if op == "replace":
             self._refuse_protected_replace(urn, request, old)
@@ -200,6 +202,35 @@ class Deployment:
         except Exception as exc:  # a provider's create failed
             return self._fail(urn, request.type, f"creating {request.type} resource "
                                                  f"'{request.name}' failed: {exc}")
+        return Registered(urn, new["id"], new["outputs"])
+
+    def _import(self, urn: str, request: Registration, impl: Any, checked: dict[str, Any],
+                provider_ref: str) -> Registered:
+        """Adopt an existing resource: read it by ID; its inputs must match the program's.
+
+        As ImportStep (pkg/resource/deploy/step.go): a mismatch warns in a preview and fails
+        an update; the resource enters the state with the read outputs, counted as import.
+        """
+        try:
+            read_inputs, outputs = impl.read(request.type, request.import_id)
+        except Exception as exc:  # the provider cannot read this ID
+            return self._fail(urn, request.type, f"importing {request.type} resource "
+                                                 f"'{request.name}' ({request.import_id}) "
+                                                 f"failed: {exc}")
+        changed = impl.diff(request.type, read_inputs, checked).changed
+        if changed:
+            message = ("inputs to import do not match the existing resource: "
+                       f"[{', '.join(changed)}]")
+            if not self.dry_run:
+                return self._fail(urn, request.type, message)
+            self.events.diagnostic("warning", message + "; importing this resource will fail",
+                                   urn=urn)
+        secret_keys = set(impl.secret_outputs(request.type)) | set(
+            request.additional_secret_outputs)
+        outputs = {k: values.secret(v) if k in secret_keys else v for k, v in outputs.items()}
+        new = self._state(urn, request, str(outputs.get("id") or request.import_id), outputs,
+                          None, provider_ref)
+        self._run_step("import", None, new, counted=True)
         return Registered(urn, new["id"], new["outputs"])
 
     def _plan(self, urn: str, request: Registration, old: Resource | None, impl: Any,

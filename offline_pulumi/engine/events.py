@@ -13,13 +13,14 @@ from offline_pulumi import values
 RESET = "<{%reset%}>"
 _SYMBOLS = {"create": "+ ", "update": "~ ", "delete": "- ", "replace": "+-",
             "create-replacement": "++", "delete-replaced": "--", "same": "  ",
-            "refresh": "~ ", "read": "> "}
+            "refresh": "~ ", "read": "> ", "import": "= ", "discard": "< "}
 _DONE = {"create": "created", "update": "updated", "delete": "deleted",
          "replace": "replaced", "create-replacement": "created replacement",
          "delete-replaced": "deleted original", "same": "", "refresh": "refreshed",
-         "read": "read"}
+         "read": "read", "import": "imported", "discard": "discarded"}
 _SUMMARY = (("create", "+", "created"), ("update", "~", "updated"),
-            ("replace", "+-", "replaced"), ("delete", "-", "deleted"))
+            ("replace", "+-", "replaced"), ("delete", "-", "deleted"),
+            ("import", "=", "imported"))
 
 
 class EventStream:
@@ -176,7 +177,7 @@ def _progress(op: str) -> str:
     return {"create": "creating", "update": "updating", "delete": "deleting",
             "replace": "replacing", "create-replacement": "creating replacement",
             "delete-replaced": "deleting original", "refresh": "refreshing",
-            "read": "reading"}.get(op, op)
+            "read": "reading", "import": "importing", "discard": "discarding"}.get(op, op)
 
 
 def _blind(metadata: dict[str, Any]) -> dict[str, Any]:

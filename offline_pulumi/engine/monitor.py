@@ -82,7 +82,7 @@ class ResourceMonitor(_MonitorServicer):
             ignore_changes=tuple(request.ignoreChanges),
             replace_on_changes=tuple(request.replaceOnChanges),
             additional_secret_outputs=tuple(request.additionalSecretOutputs),
-            alias_urns=tuple(request.aliasURNs))
+            alias_urns=tuple(request.aliasURNs), import_id=request.importId)
         try:
             result = self.deployment.register(registration)
         except StepFailed:

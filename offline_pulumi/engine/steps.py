@@ -32,6 +32,7 @@ class Registration(NamedTuple):
     replace_on_changes: tuple[str, ...] = ()
     additional_secret_outputs: tuple[str, ...] = ()
     alias_urns: tuple[str, ...] = ()
+    import_id: str = ""
 
 
 class Registered(NamedTuple):

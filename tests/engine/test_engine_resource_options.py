@@ -321,3 +321,32 @@ def test_expect_no_changes_fails_an_update_that_changes(engine: Engine) -> None:
     stack.set_config("length", auto.ConfigValue("5"))
     with pytest.raises(auto.CommandError, match="no changes were expected"):
         stack.up(expect_no_changes=True)
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
+def importing_program() -> None:
+    length = config_int("length", 11)
+    adopted = random.RandomString(
+        "adopted", length=length, opts=pulumi.ResourceOptions(import_="existing-v4"))
+    pulumi.export("value", adopted.result)
+
+
+def test_import_adopts_a_value_the_provider_can_read(engine: Engine) -> None:
+    """`import` reads the resource by ID instead of creating it, and fails when the
+    program's inputs differ from what was read (pkg/resource/deploy/step.go, ImportStep;
+    terraform-provider-random resource_string.go ImportState)."""
+    stack = inline_stack(engine, importing_program)
+    stack.set_config("length", auto.ConfigValue("5"))
+    preview = stack.preview()
+    assert "inputs to import do not match" in preview.stdout
+    with pytest.raises(auto.CommandError, match="inputs to import do not match"):
+        stack.up()
+
+    stack.remove_config("length")
+    result = stack.up()
+    assert result.summary.resource_changes == {"import": 1, "same": 1}  # the stack: earlier
+    assert result.outputs["value"].value == "existing-v4"
+    assert state(engine, stack)["adopted"]["id"] == "existing-v4"
+    assert stack.up().summary.resource_changes == {"same": 2}
