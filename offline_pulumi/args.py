@@ -7,20 +7,21 @@ canonicalises every alias to its long name, so commands only ever ask for ``yes`
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from offline_pulumi.errors import CLIError
 
 # Colorization values of the real CLI (pkg/util/cmdutil/colors.go): anything else is an error.
 COLORS = ("auto", "always", "never", "raw")
 
 
-class Flags(NamedTuple):
+class Flags:
     """The flags of a command: boolean and valued long names, and short alias -> long name."""
 
-    bools: frozenset[str]
-    values: frozenset[str]
-    aliases: dict[str, str]
+    # A plain class: every CLI process builds the command table, and NamedTuple is slower.
+    __slots__ = ("aliases", "bools", "values")
+
+    def __init__(self, bools: frozenset[str], values: frozenset[str],
+                 aliases: dict[str, str]) -> None:
+        self.bools, self.values, self.aliases = bools, values, aliases
 
     def __or__(self, other: object) -> Flags:
         if not isinstance(other, Flags):

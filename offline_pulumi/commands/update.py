@@ -5,15 +5,12 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from offline_pulumi import values
 from offline_pulumi.args import Parsed
 from offline_pulumi.backend import StackRef
 from offline_pulumi.context import Context, environment_flags
-from offline_pulumi.crypto import PassphraseManager
-from offline_pulumi.engine.deployment import Deployment
-from offline_pulumi.engine.events import EventStream
 from offline_pulumi.errors import CLIError, UnsupportedError
 from offline_pulumi.manifest import manifest, stack_resource
 from offline_pulumi.stackconfig import (
@@ -23,6 +20,11 @@ from offline_pulumi.stackconfig import (
     has_secure,
     merged_config,
 )
+
+if TYPE_CHECKING:
+    # Imported when an operation runs: every CLI process imports this module.
+    from offline_pulumi.crypto import PassphraseManager
+    from offline_pulumi.engine.deployment import Deployment
 
 _UNSUPPORTED_FLAGS = ("exclude", "target-replace", "policy-pack",
                       "policy-pack-config", "plan", "save-plan", "import-file",
@@ -93,6 +95,8 @@ class _Update:
 
     def __init__(self, context: Context, ref: StackRef, operation: Operation,
                  parsed: Parsed) -> None:
+        from offline_pulumi.engine.events import EventStream
+
         self.context, self.ref, self.operation, self.parsed = context, ref, operation, parsed
         self.backend = context.backend
         self.settings = StackSettings.load(context.project, ref.name,
@@ -114,6 +118,8 @@ class _Update:
                              for k, v in config.items()})
         self.events.say(f"{self.operation.header} ({self.ref.name}):")
         self._warn_pending()
+        from offline_pulumi.engine.deployment import Deployment
+
         deployment = Deployment(
             self.ref.name, self.context.project.name, self._old_resources(), self.events,
             dry_run=self.operation.dry_run, persist=self._persist,

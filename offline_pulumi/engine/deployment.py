@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -308,6 +307,8 @@ class Deployment:
             return self._fail(urn, request.type, str(exc))
         same = old is not None and values.plain(old.get("inputs", {})) == \
             values.plain(request.inputs)
+        import uuid
+
         provider_id = old.get("id", "") if (same and old) else \
             ("" if self.dry_run else str(uuid.uuid4()))
         new = self._state(urn, request, provider_id, request.inputs, old)
