@@ -157,8 +157,9 @@ class _Update:
         targets = frozenset(self.parsed.values("target"))
         if targets and self.operation.kind in ("destroy", "refresh"):
             known = {r.get("urn") for r in self.latest.get("resources") or []}
-            for target in sorted(targets - known):
-                raise CLIError(f"no resource named '{target}' found")
+            missing = sorted(targets - known)
+            if missing:
+                raise CLIError(f"no resource named '{missing[0]}' found")
         return targets
 
     def _stack_outputs(self, name: str) -> dict[str, Any]:
