@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from offline_pulumi.crypto import PassphraseManager
     from offline_pulumi.engine.deployment import Deployment
 
-_UNSUPPORTED_FLAGS = ("exclude", "target-replace", "policy-pack",
+_UNSUPPORTED_FLAGS = ("target-replace", "policy-pack",
                       "policy-pack-config", "plan", "save-plan", "import-file",
                       "attach-debugger", "config", "neo", "import-pending-creates",
                       "exec-agent")
@@ -125,7 +125,7 @@ class _Update:
             dry_run=self.operation.dry_run, persist=self._persist,
             force_replace=frozenset(self.parsed.values("replace")),
             pending=self.latest.get("pending_operations"), stack_outputs=self._stack_outputs,
-            targets=self._targets())
+            targets=self._urns("target"), excludes=self._urns("exclude"))
         if self.parsed.has("refresh") and self.operation.kind != "refresh":
             deployment.refresh_all(clear_pending_creates=False, counted=False)
         error = self._execute(deployment, config, secret_keys)
@@ -152,15 +152,15 @@ class _Update:
                             "with this stack.")
         return 0 if ok else 1
 
-    def _targets(self) -> frozenset[str]:
-        """``--target`` URNs; destroy and refresh refuse ones the stack does not have."""
-        targets = frozenset(self.parsed.values("target"))
-        if targets and self.operation.kind in ("destroy", "refresh"):
+    def _urns(self, flag: str) -> frozenset[str]:
+        """``--target``/``--exclude`` URNs; destroy and refresh refuse ones the stack lacks."""
+        urns = frozenset(self.parsed.values(flag))
+        if urns and self.operation.kind in ("destroy", "refresh"):
             known = {r.get("urn") for r in self.latest.get("resources") or []}
-            missing = sorted(targets - known)
+            missing = sorted(urns - known)
             if missing:
                 raise CLIError(f"no resource named '{missing[0]}' found")
-        return targets
+        return urns
 
     def _stack_outputs(self, name: str) -> dict[str, Any]:
         """Another stack's outputs in this backend, secrets decrypted but still secret."""
@@ -213,7 +213,8 @@ class _Update:
             return None
         if kind == "destroy":
             deployment.destroy_all(exclude_protected=self.parsed.has("exclude-protected"),
-                                   target_dependents=self.parsed.has("target-dependents"))
+                                   target_dependents=self.parsed.has("target-dependents"),
+                                   exclude_dependents=self.parsed.has("exclude-dependents"))
             return None
         from offline_pulumi.engine.runner import run_program
 

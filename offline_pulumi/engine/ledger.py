@@ -20,6 +20,7 @@ from offline_pulumi.engine.steps import (
     Registration,
     Resource,
     StepFailed,
+    dependents,
     is_default_provider,
     needs,
     step_metadata,
@@ -35,10 +36,11 @@ class Ledger:
                  | None = None, force_replace: frozenset[str] = frozenset(),
                  pending: list[dict[str, Any]] | None = None,
                  stack_outputs: Callable[[str], dict[str, Any]] | None = None,
-                 targets: frozenset[str] = frozenset()) -> None:
+                 targets: frozenset[str] = frozenset(),
+                 excludes: frozenset[str] = frozenset()) -> None:
         self.stack, self.project = stack, project
-        # --target: only these resources change; an empty set means every resource.
-        self.targets = targets
+        # --target: only these resources change (none: every resource); --exclude: these don't.
+        self.targets, self.excludes = targets, excludes
         self.stack_outputs_of = stack_outputs
         self.events, self.dry_run, self.persist = events, dry_run, persist
         self.force_replace = force_replace
@@ -71,8 +73,9 @@ class Ledger:
 
     def _targeted(self, urn: str, type_token: str) -> bool:
         """Whether ``--target`` lets this resource change (the root stack always may)."""
-        return not self.targets or urn in self.targets or type_token == STACK_TYPE or \
-            type_token.startswith(PROVIDER_PREFIX)
+        if type_token == STACK_TYPE or type_token.startswith(PROVIDER_PREFIX):
+            return True
+        return urn not in self.excludes and (not self.targets or urn in self.targets)
 
     # -- step mechanics ----------------------------------------------------------------
     def _state(self, urn: str, request: Registration, resource_id: str,
@@ -177,8 +180,8 @@ class Ledger:
                     resource["outputs"] = self.original[urn].get("outputs", {})
                     self.stack_outputs = resource["outputs"]
 
-    def destroy_all(self, exclude_protected: bool = False,
-                    target_dependents: bool = False) -> None:
+    def destroy_all(self, exclude_protected: bool = False, target_dependents: bool = False,
+                    exclude_dependents: bool = False) -> None:
         """Delete every resource, dependents first.
 
         ``exclude_protected`` keeps protected resources and everything they need (parents,
@@ -189,6 +192,9 @@ class Ledger:
         if self.targets:
             targets = self._with_dependents(resources, target_dependents)
             keep = {r["urn"] for r in resources if r["urn"] not in targets}
+        keep |= self.excludes
+        if exclude_dependents:
+            keep |= dependents(resources, self.excludes)
         if exclude_protected:
             protected = [r for r in resources if r.get("protect") and not r.get("delete")]
             keep |= {r["urn"] for r in protected}
@@ -203,12 +209,11 @@ class Ledger:
         engine refuses to delete what an untargeted resource still needs.
         """
         targets = set(self.targets)
+        if include:
+            return targets | dependents(resources, targets)
         for resource in resources:   # dependents come after what they need
             needed = needs(resource) & targets
             if not needed or resource["urn"] in targets:
-                continue
-            if include:
-                targets.add(resource["urn"])
                 continue
             message = (f"Resource '{resource['urn']}' depends on '{sorted(needed)[0]}', "
                        "which is targeted for deletion; pass --target-dependents to delete "

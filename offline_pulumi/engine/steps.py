@@ -59,6 +59,15 @@ def needs(resource: Resource) -> set[str]:
     return urns
 
 
+def dependents(resources: list[Resource], urns: set[str] | frozenset[str]) -> set[str]:
+    """Every resource that needs one of ``urns``, directly or not (``resources`` in order)."""
+    found: set[str] = set()
+    for resource in resources:   # what a resource needs comes before it
+        if needs(resource) & (found | urns):
+            found.add(resource["urn"])
+    return found - set(urns)
+
+
 def step_metadata(op: str, old: Resource | None, new: Resource | None) -> dict[str, Any]:
     """The ``metadata`` of a step event, as the real engine reports it."""
     subject = new or old or {}

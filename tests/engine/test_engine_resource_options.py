@@ -7,6 +7,8 @@ Pulumi source or documentation that defines the behaviour.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -299,6 +301,44 @@ def test_target_limits_an_update_and_a_destroy(engine: Engine) -> None:
     assert "b" not in state(engine, stack) and "a" in state(engine, stack)
     with pytest.raises(auto.CommandError, match="no resource named"):
         stack.destroy(target=[urns["b"]])
+
+
+def test_exclude_keeps_resources_out_of_an_update_and_a_destroy(engine: Engine) -> None:
+    """--exclude is the complement of --target (docs: cli/commands/pulumi_up --exclude)."""
+    stack = inline_stack(engine, two_strings_program)
+    stack.up()
+    urns = {name: r["urn"] for name, r in state(engine, stack).items()}
+    before = {name: r["outputs"].get("result") for name, r in state(engine, stack).items()}
+
+    stack.set_config("length", auto.ConfigValue("10"))
+    result = stack.up(exclude=[urns["a"]])
+    assert result.summary.resource_changes == {"replace": 1, "same": 2}
+    after = {name: r["outputs"].get("result") for name, r in state(engine, stack).items()}
+    assert after["a"] == before["a"] and len(after["b"]) == 10
+
+    # The Automation API's destroy() has no exclude argument: the CLI's own argv.
+    destroyed = subprocess.run(
+        [engine.command.command, "--non-interactive", "destroy", "--yes", "--skip-preview",
+         "--exclude", urns["a"], "--stack", stack.name], cwd=stack.workspace.work_dir,
+        env={**os.environ, **engine.env}, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert "- 1 deleted" in destroyed.stdout  # b; the stack stays as a's parent
+    assert "b" not in state(engine, stack) and "a" in state(engine, stack)
+
+
+def test_target_dependents_deletes_what_needs_the_target(engine: Engine) -> None:
+    """A destroy target with a dependent outside the targets fails unless
+    --target-dependents (pkg/engine/destroy.go, docs: pulumi destroy --target-dependents)."""
+    stack = inline_stack(engine, replacing_program)
+    stack.up()
+    first = state(engine, stack)["first"]["urn"]
+    with pytest.raises(auto.CommandError, match="target-dependents"):
+        stack.destroy(target=[first])
+    assert {"first", "second"} <= set(state(engine, stack))
+    result = stack.destroy(target=[first], target_dependents=True)
+    assert result.summary.resource_changes == {"delete": 2}
+    assert not {"first", "second"} & set(state(engine, stack))
 
 
 def test_replace_forces_a_replacement(engine: Engine) -> None:
