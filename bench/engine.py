@@ -90,3 +90,68 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
             stack.workspace.remove_stack(stack.name)
             results.append(Scaling(size, median(ups), median(destroys)))
     return tuple(results)
+
+
+@dataclasses.dataclass(frozen=True)
+class EventCost:
+    """Median ``up`` time of the same program with and without an ``on_event`` callback."""
+
+    resources: int
+    runs: int
+    up_ms: float
+    up_on_event_ms: float
+    events: int
+
+    @property
+    def ratio(self) -> float:
+        """``up_on_event_ms / up_ms``: 1.0 or less means listening to events costs nothing."""
+        return self.up_on_event_ms / self.up_ms
+
+
+def measure_event_cost(venv: Path, resources: int, runs: int) -> EventCost:
+    """Alternate create-from-empty ``up``s with and without ``on_event`` on one stack."""
+    command = offline_pulumi.pulumi_command()
+    with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
+        root = Path(tmp)
+        program = root / "program"
+        program.mkdir()
+        (program / "__main__.py").write_text(program_text(resources))
+        (program / "Pulumi.yaml").write_text(
+            f"name: events-{resources}\nruntime:\n  name: python\n  options:\n"
+            f"    virtualenv: {venv}\n")
+        (root / "state").mkdir()
+        env = {"PULUMI_BACKEND_URL": (root / "state").as_uri(),
+               "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        opts = auto.LocalWorkspaceOptions(pulumi_command=command, env_vars=env,
+                                          pulumi_home=str(root / "home"))
+        stack = auto.create_stack("events", work_dir=str(program), opts=opts)
+        plain: list[float] = []
+        listened: list[float] = []
+        received: list[int] = []
+        for _ in range(runs):
+            for sink in (plain, listened):
+                events: list[auto.EngineEvent] = []
+                started = time.perf_counter()
+                stack.up(on_event=events.append if sink is listened else None)
+                sink.append((time.perf_counter() - started) * 1000)
+                if sink is listened:
+                    received.append(len(events))
+                stack.destroy()
+        stack.workspace.remove_stack(stack.name)
+    return EventCost(resources, runs, median(plain), median(listened), min(received))
+
+
+def main() -> None:
+    """``python -m bench.engine [VENV]``: print the on_event row (VENV: the program's venv)."""
+    import sys
+
+    venv = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(sys.prefix)
+    cost = measure_event_cost(venv, resources=10, runs=5)
+    print("| Resources | up ms | up with on_event ms | ratio | events received |")
+    print("|---|---|---|---|---|")
+    print(f"| {cost.resources} | {cost.up_ms:.0f} | {cost.up_on_event_ms:.0f} | "
+          f"{cost.ratio:.2f} | {cost.events} |")
+
+
+if __name__ == "__main__":
+    main()

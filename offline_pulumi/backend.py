@@ -181,6 +181,31 @@ class FileBackend:
         # The lock held while removing is released after this; its empty directory is not.
         self._remove_empty_lock_dir = self.lock_dir(ref)
 
+    def rename(self, old: StackRef, new: StackRef) -> None:
+        """Move a stack to a new name (and project), rewriting the URNs of its resources.
+
+        As the real DIY backend: under the old stack's lock, refuse an existing target, write
+        the new checkpoint, keep the old one only as ``.bak``, and move history and tags.
+        """
+        with self.lock(old):
+            if self.exists(new):
+                raise CLIError(f"a stack named {new.fqn} already exists")
+            latest = self.read_latest(old)
+            if latest is not None:
+                latest = json.loads(_renamed_urns(json.dumps(latest), old, new))
+            self._write_checkpoint(new, latest or {}, backup=False)
+            path = self.checkpoint_path(old)
+            if self.keep_backups:
+                os.replace(path, path.with_name(path.name + ".bak"))
+            else:
+                path.unlink()
+            if self.tags_path(old).exists():
+                os.replace(self.tags_path(old), self.tags_path(new))
+            if self.history_dir(old).is_dir():
+                self.history_dir(new).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.history_dir(old), self.history_dir(new))
+            self._remove_empty_lock_dir = self.lock_dir(old)
+
     # -- history and backups -----------------------------------------------------------
     def add_history(self, ref: StackRef, info: dict[str, Any], latest: dict[str, Any]) -> None:
         """Record a finished operation and a copy of its checkpoint."""
@@ -250,6 +275,19 @@ class FileBackend:
             path.unlink(missing_ok=True)
             count += 1
         return count
+
+
+def _renamed_urns(text: str, old: StackRef, new: StackRef) -> str:
+    """A JSON text with every URN of ``old`` moved to ``new``.
+
+    The root stack resource is named ``<project>-<stack>``, so its name changes too
+    (pkg/resource/edit/operations.go, RenameStack).
+    """
+    text = text.replace(f'"urn:pulumi:{old.name}::{old.project}::',
+                        f'"urn:pulumi:{new.name}::{new.project}::')
+    stack_urn = f"urn:pulumi:{new.name}::{new.project}::pulumi:pulumi:Stack::"
+    return text.replace(f'"{stack_urn}{old.project}-{old.name}"',
+                        f'"{stack_urn}{new.project}-{new.name}"')
 
 
 def _env_true(name: str) -> bool:

@@ -2,90 +2,94 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Callable
+from typing import NamedTuple
 
-from offline_pulumi.args import GLOBAL_VALUE, parse
+from offline_pulumi.args import GLOBAL, Flags, Parsed, flags, parse
+from offline_pulumi.commands import config, misc, stack, update
 from offline_pulumi.errors import EXIT_INTERNAL, CLIError, UnsupportedError
 
-# The version we report decides how the Automation API talks to us: up to 3.205.0 it tails
-# an event-log file (a later version would make it expect a gRPC event stream).
-VERSION = "3.205.0"
 
-_OP_BOOLS = frozenset({"yes", "y", "skip-preview", "f", "diff", "expect-no-changes",
-                       "clear-pending-creates", "target-dependents", "exclude-dependents",
-                       "debug", "d", "suppress-outputs", "suppress-progress", "show-secrets",
-                       "continue-on-error", "attach-debugger", "refresh", "r", "json", "j",
-                       "preview-only", "run-program", "exclude-protected", "show-config",
-                       "show-replacement-steps", "show-sames", "show-reads",
-                       "skip-pending-creates", "import-pending-creates", "remove",
-                       "strict", "neo"})
-_OP_VALUES = frozenset({"stack", "s", "message", "m", "replace", "target", "t", "exclude",
-                        "policy-pack", "policy-pack-config", "parallel", "p", "exec-kind",
-                        "event-log", "client", "config-file", "plan", "save-plan",
-                        "import-file", "secrets-provider", "config", "c", "exec-agent",
-                        "target-replace"})
+class Command(NamedTuple):
+    """What runs for a command path, and the flags it accepts."""
 
-# (command path) -> (module, function, boolean flags, value flags)
-COMMANDS: dict[tuple[str, ...], tuple[str, str, frozenset[str], frozenset[str]]] = {
-    ("version",): ("misc", "version", frozenset(), frozenset()),
-    ("whoami",): ("misc", "whoami", frozenset({"json", "j"}), frozenset()),
-    ("cancel",): ("misc", "cancel", frozenset({"yes", "y"}), frozenset({"stack", "s"})),
-    ("plugin", "ls"): ("misc", "plugin_ls", frozenset({"json", "j", "project"}), frozenset()),
-    ("plugin", "install"): ("misc", "plugin_install", frozenset({"reinstall", "exact"}),
-                            frozenset({"server", "file", "checksum"})),
-    ("plugin", "rm"): ("misc", "plugin_rm", frozenset({"yes", "y", "all", "a"}), frozenset()),
-    ("install",): ("misc", "install", frozenset({"use-language-version-tools", "no-plugins",
-                                                 "no-dependencies", "reinstall"}), frozenset()),
-    ("stack", "select"): ("stack", "select", frozenset({"create", "c"}),
-                          frozenset({"stack", "s", "secrets-provider"})),
-    ("stack", "init"): ("stack", "init", frozenset({"no-select"}),
-                        frozenset({"stack", "s", "secrets-provider", "copy-config-from",
-                                   "teams"})),
-    ("stack", "ls"): ("stack", "ls", frozenset({"json", "j", "all", "a"}),
-                      frozenset({"organization", "o", "project", "p", "tag", "t"})),
-    ("stack", "rm"): ("stack", "rm", frozenset({"yes", "y", "force", "f", "preserve-config",
-                                                "remove-backups"}), frozenset({"stack", "s"})),
-    ("stack", "output"): ("stack", "output", frozenset({"json", "j", "show-secrets", "shell"}),
-                          frozenset({"stack", "s"})),
-    ("stack", "history"): ("stack", "history", frozenset({"json", "j", "show-secrets",
-                                                          "full-dates"}),
-                           frozenset({"stack", "s", "page-size", "page"})),
-    ("stack", "export"): ("stack", "export", frozenset({"show-secrets"}),
-                          frozenset({"stack", "s", "file", "version"})),
-    ("stack", "import"): ("stack", "import_", frozenset({"force", "f"}),
-                          frozenset({"stack", "s", "file"})),
-    ("stack", "tag", "get"): ("stack", "tag_get", frozenset(), frozenset({"stack", "s"})),
-    ("stack", "tag", "set"): ("stack", "tag_set", frozenset(), frozenset({"stack", "s"})),
-    ("stack", "tag", "rm"): ("stack", "tag_rm", frozenset(), frozenset({"stack", "s"})),
-    ("stack", "tag", "ls"): ("stack", "tag_ls", frozenset({"json", "j"}),
-                             frozenset({"stack", "s"})),
-    ("config",): ("config", "list_", frozenset({"json", "j", "show-secrets", "open"}),
-                  frozenset({"stack", "s", "config-file"})),
-    ("config", "get"): ("config", "get", frozenset({"json", "j", "path", "open"}),
-                        frozenset({"stack", "s", "config-file"})),
-    ("config", "set"): ("config", "set_", frozenset({"path", "secret", "plaintext", "yes",
-                                                     "y", "type"}),
-                        frozenset({"stack", "s", "config-file"})),
-    ("config", "set-all"): ("config", "set_all", frozenset({"path"}),
-                            frozenset({"stack", "s", "config-file", "plaintext", "secret",
-                                       "json"})),
-    ("config", "rm"): ("config", "rm", frozenset({"path"}),
-                       frozenset({"stack", "s", "config-file"})),
-    ("config", "rm-all"): ("config", "rm_all", frozenset({"path"}),
-                           frozenset({"stack", "s", "config-file"})),
-    ("up",): ("update", "up", _OP_BOOLS, _OP_VALUES),
-    ("update",): ("update", "up", _OP_BOOLS, _OP_VALUES),
-    ("preview",): ("update", "preview", _OP_BOOLS, _OP_VALUES),
-    ("refresh",): ("update", "refresh", _OP_BOOLS, _OP_VALUES),
-    ("destroy",): ("update", "destroy", _OP_BOOLS, _OP_VALUES),
+    run: Callable[[Parsed], int | None]
+    flags: Flags
+
+
+_STACK = flags(values="stack|s")
+_OPERATION = flags(
+    "yes|y skip-preview|f diff expect-no-changes clear-pending-creates target-dependents "
+    "exclude-dependents debug|d suppress-outputs suppress-progress show-secrets "
+    "continue-on-error attach-debugger refresh|r json|j preview-only run-program "
+    "exclude-protected show-config show-replacement-steps show-sames show-reads "
+    "skip-pending-creates import-pending-creates remove strict neo",
+    "stack|s message|m replace target|t exclude policy-pack policy-pack-config "
+    "parallel|p exec-kind event-log client config-file plan save-plan import-file "
+    "secrets-provider config|c exec-agent target-replace")
+_CONFIG = flags(values="stack|s config-file")
+
+COMMANDS: dict[tuple[str, ...], Command] = {
+    ("version",): Command(misc.version, flags()),
+    ("whoami",): Command(misc.whoami, flags("json|j")),
+    ("cancel",): Command(misc.cancel, flags("yes|y") | _STACK),
+    ("plugin", "ls"): Command(misc.plugin_ls, flags("json|j project")),
+    ("plugin", "install"): Command(misc.plugin_install,
+                                   flags("reinstall exact", "server file checksum")),
+    ("plugin", "rm"): Command(misc.plugin_rm, flags("yes|y all|a")),
+    ("install",): Command(misc.install, flags("use-language-version-tools no-plugins "
+                                              "no-dependencies reinstall")),
+    ("new",): Command(misc.new, flags(
+        "yes|y force|f generate-only|g offline|o config-path list-templates "
+        "remote-stack-config template-mode",
+        "name|n description|d dir stack|s config|c secrets-provider runtime-options "
+        "ai language")),
+    ("stack", "select"): Command(stack.select, flags("create|c", "stack|s secrets-provider")),
+    ("stack", "init"): Command(stack.init, flags(
+        "no-select", "stack|s secrets-provider copy-config-from teams")),
+    ("stack", "ls"): Command(stack.ls, flags("json|j all|a",
+                                             "organization|o project|p tag|t")),
+    ("stack", "rm"): Command(stack.rm, flags("yes|y force|f preserve-config remove-backups")
+                             | _STACK),
+    ("stack", "rename"): Command(stack.rename, flags("yes|y show-secrets") | _STACK),
+    ("stack", "output"): Command(stack.output, flags("json|j show-secrets shell") | _STACK),
+    ("stack", "history"): Command(stack.history, flags(
+        "json|j show-secrets full-dates", "stack|s page-size page")),
+    ("stack", "export"): Command(stack.export, flags("show-secrets", "stack|s file version")),
+    ("stack", "import"): Command(stack.import_, flags("force|f", "stack|s file")),
+    ("stack", "tag", "get"): Command(stack.tag_get, _STACK),
+    ("stack", "tag", "set"): Command(stack.tag_set, _STACK),
+    ("stack", "tag", "rm"): Command(stack.tag_rm, _STACK),
+    ("stack", "tag", "ls"): Command(stack.tag_ls, flags("json|j") | _STACK),
+    ("config",): Command(config.list_, flags("json|j show-secrets open") | _CONFIG),
+    ("config", "get"): Command(config.get, flags("json|j path open") | _CONFIG),
+    ("config", "set"): Command(config.set_, flags("path secret plaintext yes|y type")
+                               | _CONFIG),
+    ("config", "set-all"): Command(config.set_all, flags("path", "plaintext secret json")
+                                   | _CONFIG),
+    ("config", "rm"): Command(config.rm, flags("path") | _CONFIG),
+    ("config", "rm-all"): Command(config.rm_all, flags("path") | _CONFIG),
+    ("up",): Command(update.up, _OPERATION),
+    ("update",): Command(update.up, _OPERATION),
+    ("preview",): Command(update.preview, _OPERATION),
+    ("refresh",): Command(update.refresh, _OPERATION),
+    ("destroy",): Command(update.destroy, _OPERATION),
 }
+
+
+def _value_flags() -> frozenset[str]:
+    """Every name (long or short) of a flag that takes a value, in any command."""
+    names: set[str] = set()
+    for known in [GLOBAL, *(command.flags for command in COMMANDS.values())]:
+        names |= known.values
+        names |= {short for short, long in known.aliases.items() if long in known.values}
+    return frozenset(names)
 
 
 def resolve(argv: list[str]) -> tuple[tuple[str, ...], list[str]]:
     """Split argv into the longest known command path and the remaining arguments."""
-    value_flags = GLOBAL_VALUE.union(*(spec[3] for spec in COMMANDS.values()))
+    value_flags = _value_flags()
     word_positions: list[int] = []
     i = 0
     while i < len(argv) and len(word_positions) < 3:
@@ -109,12 +113,9 @@ def resolve(argv: list[str]) -> tuple[tuple[str, ...], list[str]]:
 
 def run(argv: list[str]) -> int:
     """Run one command line and return its exit code."""
-    command, rest = resolve(argv)
-    module_name, function_name, bools, values = COMMANDS[command]
-    parsed = parse(rest, bools, values, " ".join(command))
-    module = importlib.import_module(f"offline_pulumi.commands.{module_name}")
-    function: Callable[..., int | None] = getattr(module, function_name)
-    return function(parsed) or 0
+    path, rest = resolve(argv)
+    command = COMMANDS[path]
+    return command.run(parse(rest, command.flags, " ".join(path))) or 0
 
 
 def main(argv: list[str] | None = None) -> int:

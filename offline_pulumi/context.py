@@ -25,7 +25,7 @@ class Context:
 
     def __init__(self, parsed: Parsed) -> None:
         self.parsed = parsed
-        cwd = parsed.value("cwd") or parsed.value("C")
+        cwd = parsed.value("cwd")
         self.cwd = Path(cwd).resolve() if cwd else Path.cwd()
 
     @cached_property
@@ -66,7 +66,7 @@ class Context:
 
     def stack_ref(self, explicit: str | None = None) -> StackRef:
         """The stack named by ``explicit``/``--stack``, else the selected one."""
-        name = explicit or self.parsed.value("stack") or self.parsed.value("s")
+        name = explicit or self.parsed.value("stack")
         if name:
             return parse_stack_ref(name, self.project.name)
         current = self.selected()

@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 STACK_TYPE = "pulumi:pulumi:Stack"
+STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 PROVIDER_PREFIX = "pulumi:providers:"
 HISTORY_TIME = "%Y-%m-%dT%H:%M:%S.000Z"
 
 
 def manifest() -> dict[str, Any]:
     """A deployment manifest stamped with the engine version."""
-    from offline_pulumi.cli import VERSION
+    from offline_pulumi.version import VERSION
 
     version = f"v{VERSION}"
     return {"time": datetime.now(UTC).isoformat(),

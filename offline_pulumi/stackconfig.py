@@ -44,16 +44,25 @@ class StackSettings:
         self.data: dict[str, Any] = data if data is not None else {}
 
     @classmethod
-    def load(cls, project: Project, stack: str) -> StackSettings:
-        """Read the file beside the project (empty if it does not exist)."""
-        for suffix in ("yaml", "yml", "json"):
-            path = project.root / f"Pulumi.{stack}.{suffix}"
+    def load(cls, project: Project, stack: str, config_file: str | None = None) -> StackSettings:
+        """Read ``--config-file``, else the file beside the project (empty if missing)."""
+        candidates = [Path(config_file)] if config_file else \
+            [project.root / f"Pulumi.{stack}.{suffix}" for suffix in ("yaml", "yml", "json")]
+        for path in candidates:
             if path.is_file():
                 data = load_yaml(path) or {}
                 if not isinstance(data, dict):
                     raise CLIError(f"{path} is not a mapping", EXIT_CONFIG_ERROR)
-                return cls(path, data)
-        return cls(project.root / f"Pulumi.{stack}.yaml", {})
+                settings = cls(path, data)
+                settings.qualify_keys(project.name)
+                return settings
+        return cls(candidates[0], {})
+
+    def qualify_keys(self, project: str) -> None:
+        """Give keys written without a namespace the project's (as the real CLI reads them)."""
+        config = self.data.get("config")
+        if isinstance(config, dict) and any(":" not in str(key) for key in config):
+            self.data["config"] = {full_key(str(k), project): v for k, v in config.items()}
 
     def save(self) -> None:
         """Write the file with Pulumi's key order and every scalar as a string."""

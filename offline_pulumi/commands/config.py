@@ -10,6 +10,7 @@ from offline_pulumi.args import Parsed
 from offline_pulumi.context import Context
 from offline_pulumi.crypto import Crypter
 from offline_pulumi.errors import EXIT_CONFIG_ERROR, CLIError, UnsupportedError
+from offline_pulumi.fileio import dump_json
 from offline_pulumi.stackconfig import (
     StackSettings,
     decrypt_value,
@@ -26,12 +27,11 @@ class _Stack:
     """The selected stack's settings file and, on demand, its crypter."""
 
     def __init__(self, parsed: Parsed) -> None:
-        if parsed.has("config-file"):
-            raise UnsupportedError("--config-file")
         self.context = Context(parsed)
         self.ref = self.context.stack_ref()
         self.context.backend.require(self.ref)
-        self.settings = StackSettings.load(self.context.project, self.ref.name)
+        self.settings = StackSettings.load(self.context.project, self.ref.name,
+                                           parsed.value("config-file"))
         self._crypter: Crypter | None = None
 
     @property
@@ -57,11 +57,11 @@ def list_(parsed: Parsed) -> None:
         row: dict[str, Any] = {"secret": secret}
         if show or not secret:
             value = decrypt_value(raw, stack.crypter if secret else None)
-            row["value"] = value if isinstance(value, str) else json.dumps(value)
+            row["value"] = value if isinstance(value, str) else dump_json(value)
             if not isinstance(value, str):
                 row["objectValue"] = value
         rows[key] = row
-    if parsed.has("json") or parsed.has("j"):
+    if parsed.has("json"):
         print(json.dumps(rows, indent=2))
         return
     print("KEY  VALUE")
@@ -84,8 +84,8 @@ def get(parsed: Parsed) -> None:
                        f"'{stack.ref.name}'", EXIT_CONFIG_ERROR) from None
     secret = has_secure(raw)
     value = decrypt_value(raw, stack.crypter if secret else None)
-    text = value if isinstance(value, str) else json.dumps(value)
-    if parsed.has("json") or parsed.has("j"):
+    text = value if isinstance(value, str) else dump_json(value)
+    if parsed.has("json"):
         result: dict[str, Any] = {"value": text, "secret": secret}
         if not isinstance(value, str):
             result["objectValue"] = value
@@ -139,7 +139,7 @@ def _set_from_json(stack: _Stack, text: str, path: bool) -> None:
         if not isinstance(entry, dict):
             raise CLIError(f"--json entry '{key}' must be an object")
         value = entry.get("objectValue", entry.get("value"))
-        text_value = value if isinstance(value, str) else json.dumps(value)
+        text_value = value if isinstance(value, str) else dump_json(value)
         _store(stack, key, text_value, bool(entry.get("secret")), path)
 
 

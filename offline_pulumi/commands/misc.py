@@ -1,4 +1,4 @@
-"""``version``, ``whoami``, ``cancel``, ``plugin`` and ``install``."""
+"""``version``, ``whoami``, ``cancel``, ``plugin``, ``install`` and ``new``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from contextlib import suppress
 from pathlib import Path
 
 from offline_pulumi.args import Parsed
-from offline_pulumi.cli import VERSION
 from offline_pulumi.context import Context
 from offline_pulumi.errors import CLIError, UnsupportedError
+from offline_pulumi.version import VERSION
 
 
 def version(parsed: Parsed) -> None:
@@ -31,7 +31,7 @@ def whoami(parsed: Parsed) -> None:
         project_url = context.project.backend_url
     url, _ = resolve_backend_url(project_url, context.cwd)
     user = getpass.getuser()
-    if parsed.has("json") or parsed.has("j"):
+    if parsed.has("json"):
         print(json.dumps({"user": user, "url": url}, indent=2))
     else:
         print(user)
@@ -57,7 +57,7 @@ def plugin_ls(parsed: Parsed) -> None:
     plugins = [{"name": name, "kind": "resource", "version": ver, "size": 0,
                 "lastUsedTime": "0001-01-01T00:00:00.000Z"}
                for name, ver in _builtin_plugins().items()]
-    if parsed.has("json") or parsed.has("j"):
+    if parsed.has("json"):
         print(json.dumps(plugins, indent=2))
         return
     for plugin in plugins:
@@ -105,3 +105,18 @@ def install(parsed: Parsed) -> None:
 def _check(result: subprocess.CompletedProcess[bytes], what: str) -> None:
     if result.returncode != 0:
         raise CLIError(f"{what} failed with exit code {result.returncode}")
+
+
+def new(parsed: Parsed) -> None:
+    """``new --generate-only`` from a template directory: copy it, filling in the project."""
+    from offline_pulumi.templates import generate
+
+    if not parsed.has("generate-only"):
+        raise UnsupportedError("'pulumi new' without --generate-only (create the stack with "
+                               "'pulumi stack init' afterwards)")
+    template = parsed.positionals[0] if parsed.positionals else ""
+    target = Path(parsed.value("dir") or Context(parsed).cwd).resolve()
+    name = parsed.value("name") or target.name
+    generate(Path(template), target, name, parsed.value("description"),
+             force=parsed.has("force"))
+    print(f"Your new project '{name}' is ready in {target}")

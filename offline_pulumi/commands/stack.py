@@ -9,7 +9,7 @@ from typing import Any
 
 from offline_pulumi import values
 from offline_pulumi.args import Parsed
-from offline_pulumi.backend import StackRef
+from offline_pulumi.backend import StackRef, parse_stack_ref
 from offline_pulumi.context import Context
 from offline_pulumi.errors import CLIError, StackNotFound, UnsupportedError
 from offline_pulumi.fileio import dump_json, write_json_atomic
@@ -35,7 +35,7 @@ def select(parsed: Parsed) -> None:
     context = Context(parsed)
     ref = _name_argument(context, parsed)
     if not context.backend.exists(ref):
-        if not (parsed.has("create") or parsed.has("c")):
+        if not parsed.has("create"):
             raise StackNotFound(ref.name)
         _create(context, ref, parsed)
     context.select(ref)
@@ -72,7 +72,7 @@ def _create(context: Context, ref: StackRef, parsed: Parsed) -> None:
 def ls(parsed: Parsed) -> None:
     """List stacks as JSON (the Automation API's form) or a table."""
     context = Context(parsed)
-    show_all = parsed.has("all") or parsed.has("a")
+    show_all = parsed.has("all")
     project = None if show_all else context.project.name
     selected = context.selected()
     rows = []
@@ -91,7 +91,7 @@ def ls(parsed: Parsed) -> None:
                 row["lastUpdate"] = _iso_to_history(stamp)
             row["resourceCount"] = len(latest.get("resources") or [])
         rows.append(row)
-    if parsed.has("json") or parsed.has("j"):
+    if parsed.has("json"):
         print(json.dumps(rows, indent=2))
         return
     print("NAME  LAST UPDATE  RESOURCE COUNT")
@@ -111,7 +111,7 @@ def rm(parsed: Parsed) -> None:
     """Remove a stack; refuse while it still has resources unless ``--force``."""
     context = Context(parsed)
     ref = _name_argument(context, parsed)
-    remove_stack(context, ref, force=parsed.has("force") or parsed.has("f"),
+    remove_stack(context, ref, force=parsed.has("force"),
                  preserve_config=parsed.has("preserve-config"))
 
 
@@ -137,6 +137,24 @@ def remove_stack(context: Context, ref: StackRef, force: bool, preserve_config: 
     print(f"Stack '{ref.name}' has been removed!")
 
 
+def rename(parsed: Parsed) -> None:
+    """Rename the selected stack (``org/project/name`` also moves it to another project)."""
+    context = Context(parsed)
+    old = context.stack_ref()
+    new_name = _one_positional(parsed, "new stack name")
+    new = parse_stack_ref(new_name, old.project)
+    context.backend.require(old)
+    context.backend.rename(old, new)
+    if new.project == context.project.name:
+        for suffix in ("yaml", "yml", "json"):
+            source = context.project.root / f"Pulumi.{old.name}.{suffix}"
+            if source.is_file():
+                source.rename(source.with_name(f"Pulumi.{new.name}.{suffix}"))
+    if context.selected() in (old.fqn, None):
+        context.select(new)
+    print(f"Renamed {old.fqn} to {new.fqn}")
+
+
 def _load(context: Context) -> tuple[StackRef, dict[str, Any] | None, StackSettings]:
     ref = context.stack_ref()
     latest = context.backend.read_latest(ref)
@@ -158,7 +176,7 @@ def output(parsed: Parsed) -> None:
     else:
         outputs = values.masked(outputs)
     outputs = values.normalise(outputs)
-    as_json = parsed.has("json") or parsed.has("j")
+    as_json = parsed.has("json")
     if parsed.positionals:
         name = parsed.positionals[0]
         if name not in outputs:
@@ -193,7 +211,7 @@ def history(parsed: Parsed) -> None:
         settings = StackSettings.load(context.project, ref.name)
         crypter = context.secrets_manager(settings, context.backend.read_latest(ref)).crypter
     rows = [_history_row(entry, crypter, show) for entry in entries]
-    if parsed.has("json") or parsed.has("j"):
+    if parsed.has("json"):
         print(json.dumps(rows, indent=2))
         return
     for row in rows:
@@ -258,7 +276,7 @@ def import_(parsed: Parsed) -> None:
     deployment = document.get("deployment") if isinstance(document, dict) else None
     if not isinstance(deployment, dict) or document.get("version") not in (3, 4):
         raise CLIError("the file is not a version 3 deployment export")
-    if deployment.get("pending_operations") and not (parsed.has("force") or parsed.has("f")):
+    if deployment.get("pending_operations") and not (parsed.has("force")):
         raise CLIError("the deployment has pending operations; fix them or use --force")
     manager = context.secrets_manager(settings, latest)
     resources = deployment.get("resources") or []

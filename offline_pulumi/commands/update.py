@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from offline_pulumi import values
 from offline_pulumi.args import Parsed
 from offline_pulumi.backend import StackRef
 from offline_pulumi.context import Context, environment_flags
-from offline_pulumi.crypto import PassphraseManager
-from offline_pulumi.engine.deployment import Deployment
-from offline_pulumi.engine.events import EventStream
-from offline_pulumi.errors import UnsupportedError
+from offline_pulumi.errors import CLIError, UnsupportedError
 from offline_pulumi.manifest import manifest, stack_resource
 from offline_pulumi.stackconfig import (
     StackSettings,
@@ -24,9 +21,14 @@ from offline_pulumi.stackconfig import (
     merged_config,
 )
 
-_UNSUPPORTED_FLAGS = ("target", "t", "exclude", "target-replace", "policy-pack",
+if TYPE_CHECKING:
+    # Imported when an operation runs: every CLI process imports this module.
+    from offline_pulumi.crypto import PassphraseManager
+    from offline_pulumi.engine.deployment import Deployment
+
+_UNSUPPORTED_FLAGS = ("target-replace", "policy-pack",
                       "policy-pack-config", "plan", "save-plan", "import-file",
-                      "attach-debugger", "config", "c", "neo", "import-pending-creates",
+                      "attach-debugger", "config", "neo", "import-pending-creates",
                       "exec-agent")
 _HEADERS = {"update": "Updating", "preview": "Previewing update", "refresh": "Refreshing",
             "destroy": "Destroying"}
@@ -81,7 +83,11 @@ def _run(parsed: Parsed, operation: Operation) -> int:
     ref = context.stack_ref()
     context.backend.require(ref)
     with nullcontext() if operation.dry_run else context.backend.lock(ref):
-        return _Update(context, ref, operation, parsed).run()
+        update = _Update(context, ref, operation, parsed)
+        try:
+            return update.run()
+        finally:
+            update.events.close()
 
 
 class _Update:
@@ -89,12 +95,15 @@ class _Update:
 
     def __init__(self, context: Context, ref: StackRef, operation: Operation,
                  parsed: Parsed) -> None:
+        from offline_pulumi.engine.events import EventStream
+
         self.context, self.ref, self.operation, self.parsed = context, ref, operation, parsed
         self.backend = context.backend
-        self.settings = StackSettings.load(context.project, ref.name)
+        self.settings = StackSettings.load(context.project, ref.name,
+                                           parsed.value("config-file"))
         self.latest: dict[str, Any] = self.backend.read_latest(ref) or {}
         self._manager: PassphraseManager | None = None
-        self.events = EventStream(parsed.value("event-log"))
+        self.events = EventStream(parsed.value("event-log"), json_digest=parsed.has("json"))
         self.started = time.time()
 
     @property
@@ -109,11 +118,16 @@ class _Update:
                              for k, v in config.items()})
         self.events.say(f"{self.operation.header} ({self.ref.name}):")
         self._warn_pending()
+        from offline_pulumi.engine.deployment import Deployment
+
         deployment = Deployment(
             self.ref.name, self.context.project.name, self._old_resources(), self.events,
             dry_run=self.operation.dry_run, persist=self._persist,
             force_replace=frozenset(self.parsed.values("replace")),
-            pending=self.latest.get("pending_operations"))
+            pending=self.latest.get("pending_operations"), stack_outputs=self._stack_outputs,
+            targets=self._urns("target"), excludes=self._urns("exclude"))
+        if self.parsed.has("refresh") and self.operation.kind != "refresh":
+            deployment.refresh_all(clear_pending_creates=False, counted=False)
         error = self._execute(deployment, config, secret_keys)
         ok = error is None and deployment.failure is None
         if self.operation.kind == "update":
@@ -132,7 +146,35 @@ class _Update:
         if not self.operation.dry_run:
             self._record(deployment, ok, changes)
         self.events.summary(changes, self.operation.dry_run, ok, outputs)
+        if ok and deployment.kept_protected:
+            self.events.say("All unprotected resources were destroyed. There are still "
+                            f"{deployment.kept_protected} protected resources associated "
+                            "with this stack.")
         return 0 if ok else 1
+
+    def _urns(self, flag: str) -> frozenset[str]:
+        """``--target``/``--exclude`` URNs; destroy and refresh refuse ones the stack lacks."""
+        urns = frozenset(self.parsed.values(flag))
+        if urns and self.operation.kind in ("destroy", "refresh"):
+            known = {r.get("urn") for r in self.latest.get("resources") or []}
+            missing = sorted(urns - known)
+            if missing:
+                raise CLIError(f"no resource named '{missing[0]}' found")
+        return urns
+
+    def _stack_outputs(self, name: str) -> dict[str, Any]:
+        """Another stack's outputs in this backend, secrets decrypted but still secret."""
+        from offline_pulumi.backend import parse_stack_ref
+        from offline_pulumi.crypto import PassphraseManager
+
+        ref = parse_stack_ref(name, self.context.project.name)
+        latest = self.backend.read_latest(ref) or {}
+        outputs: dict[str, Any] = dict((stack_resource(latest) or {}).get("outputs") or {})
+        if values.contains_secret(outputs):
+            salt = ((latest.get("secrets_providers") or {}).get("state") or {}).get("salt")
+            crypter = PassphraseManager(salt).crypter if salt else self.manager.crypter
+            outputs = values.from_state(outputs, crypter.decrypt)
+        return outputs
 
     def _config(self) -> tuple[dict[str, str], set[str]]:
         raw = merged_config(self.context.project, self.settings)
@@ -170,7 +212,9 @@ class _Update:
             deployment.refresh_all(self.parsed.has("clear-pending-creates"))
             return None
         if kind == "destroy":
-            deployment.destroy_all()
+            deployment.destroy_all(exclude_protected=self.parsed.has("exclude-protected"),
+                                   target_dependents=self.parsed.has("target-dependents"),
+                                   exclude_dependents=self.parsed.has("exclude-dependents"))
             return None
         from offline_pulumi.engine.runner import run_program
 
@@ -200,14 +244,14 @@ class _Update:
     def _record(self, deployment: Deployment, ok: bool, changes: dict[str, int]) -> None:
         self._persist(deployment.snapshot(), deployment.pending_operations())
         info = {"kind": self.operation.kind, "startTime": int(self.started),
-                "message": self.parsed.value("message") or self.parsed.value("m") or "",
+                "message": self.parsed.value("message") or "",
                 "environment": self._environment(), "config": dict(self.settings.config),
                 "version": 0, "result": "succeeded" if ok else "failed",
                 "endTime": int(time.time()), "resourceChanges": changes}
         self.backend.add_history(self.ref, info, self.latest)
 
     def _environment(self) -> dict[str, str]:
-        from offline_pulumi.cli import VERSION
+        from offline_pulumi.version import VERSION
 
         environment = {"exec.kind": self.parsed.value("exec-kind") or "cli",
                        "pulumi.version": f"v{VERSION}", "pulumi.os": os.uname().sysname.lower(),

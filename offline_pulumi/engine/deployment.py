@@ -1,20 +1,17 @@
 """Steps of one update: compare what the program registers with the old state, apply, record.
 
-Thread-safe: the SDK registers resources from a thread pool.
+The decisions live here (create, same, replace, import, read; aliases, ignoreChanges,
+``--target``, ``--replace``, protect); ``ledger.Ledger`` applies and records them.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from offline_pulumi import values
-from offline_pulumi.backend import now_rfc3339
-from offline_pulumi.engine.events import EventStream
+from offline_pulumi.engine.ledger import Ledger
 from offline_pulumi.engine.providers import (
     MissingProvider,
     builtin,
@@ -29,44 +26,11 @@ from offline_pulumi.engine.steps import (
     is_default_provider,
     step_metadata,
 )
-from offline_pulumi.manifest import PROVIDER_PREFIX, STACK_TYPE
+from offline_pulumi.manifest import PROVIDER_PREFIX, STACK_REFERENCE_TYPE, STACK_TYPE
 
 
-class Deployment:
-    """The state of one update while the program runs, and its bookkeeping."""
-
-    def __init__(self, stack: str, project: str, old: list[Resource], events: EventStream,
-                 dry_run: bool, persist: Callable[[list[Resource], list[dict[str, Any]]], None]
-                 | None = None, force_replace: frozenset[str] = frozenset(),
-                 pending: list[dict[str, Any]] | None = None) -> None:
-        self.stack, self.project = stack, project
-        self.events, self.dry_run, self.persist = events, dry_run, persist
-        self.force_replace = force_replace
-        self.old: dict[str, Resource] = {}
-        self.original = {resource["urn"]: resource for resource in old}
-        self.doomed: list[Resource] = []   # replaced originals, deleted at the end
-        for resource in old:
-            if resource.get("delete"):
-                self.doomed.append(resource)
-            else:
-                self.old[resource["urn"]] = resource
-        self.new: dict[str, Resource] = {}
-        self.in_flight: dict[str, dict[str, Any]] = {}
-        self.carried_pending = [p for p in pending or [] if p.get("type") == "creating"]
-        self.changes: Counter[str] = Counter()
-        self.stack_outputs: dict[str, Any] | None = None
-        self.failure: str | None = None
-        self._lock = threading.RLock()
-
-    # -- URNs --------------------------------------------------------------------------
-    def urn(self, type_token: str, name: str, parent: str) -> str:
-        """The URN the real engine gives a resource (children of components nest types)."""
-        qualified = type_token
-        if parent:
-            parent_type = parent.split("::")[2]
-            if parent_type != STACK_TYPE:
-                qualified = f"{parent_type}${type_token}"
-        return f"urn:pulumi:{self.stack}::{self.project}::{qualified}::{name}"
+class Deployment(Ledger):
+    """Turns the program's registrations into steps (the monitor calls ``register``)."""
 
     # -- registration ------------------------------------------------------------------
     def register(self, request: Registration) -> Registered:
@@ -79,9 +43,54 @@ class Deployment:
                 return self._fail(urn, request.type, f"Duplicate resource URN '{urn}'; try "
                                   "giving it a unique name")
             old = self._find_old(urn, request.alias_urns)
+        if not self._targeted(urn, request.type):
+            return self._untargeted(urn, old, request)
         if request.custom:
             return self._register_custom(urn, request, old)
         return self._register_component(urn, request, old)
+
+    def read(self, request: Registration, resource_id: str) -> Registered:
+        """A ``ReadResource``: only stack references can be read offline.
+
+        The built-in provider's read returns ``name``, ``outputs`` (secrets stay secret) and
+        ``secretOutputNames`` (pkg/resource/deploy/builtins.go, readStackReference). A read
+        whose outputs did not change since the last one counts as ``same``
+        (pkg/engine/update.go, hasReadChanged).
+        """
+        urn = self.urn(request.type, request.name, request.parent)
+        if request.type != STACK_REFERENCE_TYPE or self.stack_outputs_of is None:
+            self._fail(urn, request.type, f"reading existing resources ('{request.type}' "
+                                          f"'{request.name}') is not supported offline")
+        assert self.stack_outputs_of is not None
+        try:
+            outputs = self.stack_outputs_of(resource_id)
+        except Exception as exc:  # an unknown or unreadable stack fails the read
+            self._fail(urn, request.type, f"reading stack reference '{resource_id}' failed: "
+                                          f"{exc}")
+        secret_names = sorted(k for k, v in outputs.items() if values.contains_secret(v))
+        read = {"name": resource_id, "outputs": outputs, "secretOutputNames": secret_names}
+        with self._lock:
+            old = self.old.get(urn)
+        new = self._state(urn, request, resource_id, read, old)
+        new["external"] = True
+        changed = old is not None and old.get("outputs") != read
+        self._run_step("read", old, new, counted=False)
+        with self._lock:
+            self.changes["read" if changed else "same"] += 1
+        return Registered(urn, resource_id, read)
+
+    def _untargeted(self, urn: str, old: Resource | None,
+                    request: Registration) -> Registered:
+        """A resource outside ``--target`` keeps its old state; a new one is not created.
+
+        As pkg/resource/deploy/step_generator.go: an untargeted resource gets a same step
+        with its old state, and an untargeted create is skipped (it is not in the state).
+        """
+        if old is None:
+            return Registered(urn, "", request.inputs)
+        kept = {**old, "urn": urn}
+        self._run_step("same", old, kept, counted=True)
+        return Registered(urn, kept.get("id", ""), kept.get("outputs", {}))
 
     def _find_old(self, urn: str, aliases: tuple[str, ...]) -> Resource | None:
         for candidate in (urn, *aliases):
@@ -103,6 +112,9 @@ class Deployment:
                          old: Resource | None) -> Registered:
         if request.type.startswith(PROVIDER_PREFIX):
             return self._register_provider(urn, request, old)
+        if old is not None and request.ignore_changes:
+            request = request._replace(inputs=_ignoring_changes(
+                request.inputs, old.get("inputs", {}), request.ignore_changes))
         try:
             provider_ref = self._provider_ref(request)
             impl = builtin(package_of(request.type), f"resource '{request.name}' of type "
@@ -113,7 +125,11 @@ class Deployment:
         except Exception as exc:  # a provider's check rejects the inputs
             return self._fail(urn, request.type, f"{request.type} resource '{request.name}' "
                                                  f"has a problem: {exc}")
+        if request.import_id and old is None:
+            return self._import(urn, request, impl, checked, provider_ref)
         op = self._plan(urn, request, old, impl, checked)
+        if op == "replace":
+            self._refuse_protected_replace(urn, request, old)
         secret_keys = {k for k, v in request.inputs.items() if values.contains_secret(v)}
         secret_keys |= set(impl.secret_outputs(request.type)) | set(
             request.additional_secret_outputs)
@@ -140,6 +156,35 @@ class Deployment:
                                                  f"'{request.name}' failed: {exc}")
         return Registered(urn, new["id"], new["outputs"])
 
+    def _import(self, urn: str, request: Registration, impl: Any, checked: dict[str, Any],
+                provider_ref: str) -> Registered:
+        """Adopt an existing resource: read it by ID; its inputs must match the program's.
+
+        As ImportStep (pkg/resource/deploy/step.go): a mismatch warns in a preview and fails
+        an update; the resource enters the state with the read outputs, counted as import.
+        """
+        try:
+            read_inputs, outputs = impl.read(request.type, request.import_id)
+        except Exception as exc:  # the provider cannot read this ID
+            return self._fail(urn, request.type, f"importing {request.type} resource "
+                                                 f"'{request.name}' ({request.import_id}) "
+                                                 f"failed: {exc}")
+        changed = impl.diff(request.type, read_inputs, checked).changed
+        if changed:
+            message = ("inputs to import do not match the existing resource: "
+                       f"[{', '.join(changed)}]")
+            if not self.dry_run:
+                return self._fail(urn, request.type, message)
+            self.events.diagnostic("warning", message + "; importing this resource will fail",
+                                   urn=urn)
+        secret_keys = set(impl.secret_outputs(request.type)) | set(
+            request.additional_secret_outputs)
+        outputs = {k: values.secret(v) if k in secret_keys else v for k, v in outputs.items()}
+        new = self._state(urn, request, str(outputs.get("id") or request.import_id), outputs,
+                          None, provider_ref)
+        self._run_step("import", None, new, counted=True)
+        return Registered(urn, new["id"], new["outputs"])
+
     def _plan(self, urn: str, request: Registration, old: Resource | None, impl: Any,
               checked: dict[str, Any]) -> str:
         if old is None:
@@ -158,6 +203,25 @@ class Deployment:
             return "same"
         # The built-in providers have no updatable inputs: every change replaces.
         return "replace"
+
+    def _refuse_protected_replace(self, urn: str, request: Registration,
+                                  old: Resource | None) -> None:
+        """A replacement deletes the old resource: refused while old and new are protected.
+
+        As pkg/resource/deploy/step_generator.go: unprotecting and replacing in one update
+        is allowed; a preview reports the error and goes on, an update stops.
+        """
+        if old is None or not (old.get("protect") and request.protect):
+            return
+        message = (f"unable to replace resource \"{urn}\"\nas it is currently marked for "
+                   "protection. To unprotect the resource, remove the `protect` flag from "
+                   "the resource in your Pulumi program and run `pulumi up`")
+        if self.dry_run:
+            with self._lock:
+                self.failure = self.failure or message
+            self.events.diagnostic("error", message, urn=urn)
+            return
+        self._fail(urn, request.type, message)
 
     def _apply(self, urn: str, request: Registration, old: Resource | None, op: str,
                create: Callable[[], tuple[str, dict[str, Any]]], provider_ref: str) -> Resource:
@@ -178,7 +242,7 @@ class Deployment:
                 doomed = dict(old)
                 doomed["delete"] = True
                 self.doomed.append(doomed)
-            self.old.pop(urn, None)
+            self._forget_old(urn, old)
             self.changes[op] += 1
             self._save()
         self.events.step_done(step_metadata(first_op, old, new), time.monotonic() - started)
@@ -196,6 +260,8 @@ class Deployment:
             return self._fail(urn, request.type, str(exc))
         same = old is not None and values.plain(old.get("inputs", {})) == \
             values.plain(request.inputs)
+        import uuid
+
         provider_id = old.get("id", "") if (same and old) else \
             ("" if self.dry_run else str(uuid.uuid4()))
         new = self._state(urn, request, provider_id, request.inputs, old)
@@ -226,145 +292,18 @@ class Deployment:
                 return f"{urn}::{registered.id}"
             return f"{urn}::{existing.get('id', '')}"
 
-    # -- step mechanics ----------------------------------------------------------------
-    def _state(self, urn: str, request: Registration, resource_id: str,
-               outputs: dict[str, Any], old: Resource | None, provider: str = "") -> Resource:
-        stamp = now_rfc3339()
-        state: Resource = {"urn": urn, "custom": request.custom, "type": request.type,
-                           "inputs": request.inputs, "outputs": outputs}
-        if request.custom:
-            state["id"] = resource_id
-        optional = {"parent": request.parent, "provider": provider,
-                    "protect": request.protect, "retainOnDelete": request.retain_on_delete,
-                    "dependencies": list(request.dependencies),
-                    "propertyDependencies": request.property_dependencies or {},
-                    "additionalSecretOutputs": list(request.additional_secret_outputs)}
-        state.update({k: v for k, v in optional.items() if v})
-        state["created"] = (old or {}).get("created", stamp)
-        state["modified"] = stamp if old is None or old.get("inputs") != request.inputs \
-            else old.get("modified", stamp)
-        return state
 
-    def _run_step(self, op: str, old: Resource | None, new: Resource, counted: bool,
-                  outputs_event: bool = True, quiet: bool = False) -> None:
-        started = time.monotonic()
-        metadata = step_metadata(op, old, new)
-        self.events.step_pre(metadata, quiet=quiet)
-        with self._lock:
-            self.new[new["urn"]] = new
-            if counted:
-                self.changes[op] += 1
-            if op == "replace" and old is not None:
-                self.doomed.append({**old, "delete": True})
-            self.old.pop(new["urn"], None)
-            if op != "same":
-                self._save()
-        if outputs_event or op != "same":
-            self.events.step_done(metadata, time.monotonic() - started, quiet=quiet)
+def _ignoring_changes(news: dict[str, Any], olds: dict[str, Any],
+                      ignored: tuple[str, ...]) -> dict[str, Any]:
+    """New inputs with every ignored top-level input set back to its old value.
 
-    def _begin(self, urn: str, draft: Resource, kind: str) -> None:
-        with self._lock:
-            self.in_flight[urn] = {"resource": draft, "type": kind}
-            self._save()
-
-    def _fail(self, urn: str, type_token: str, message: str) -> Registered:
-        with self._lock:
-            self.failure = self.failure or message
-        self.events.diagnostic("error", message, urn=urn)
-        self.events.step_failed({"op": "create", "urn": urn, "type": type_token,
-                                 "old": None, "new": None, "provider": ""})
-        raise StepFailed(message)
-
-    def _save(self) -> None:
-        if self.persist is not None and not self.dry_run:
-            self.persist(self.snapshot(), self.pending_operations())
-
-    # -- outputs and the end of the update ---------------------------------------------
-    def register_outputs(self, urn: str, outputs: dict[str, Any]) -> None:
-        """Record a component's outputs (the root stack's are the stack outputs)."""
-        with self._lock:
-            resource = self.new.get(urn)
-            if resource is None:
-                return
-            resource["outputs"] = outputs
-            if resource["type"] == STACK_TYPE:
-                self.stack_outputs = outputs
-            self._save()
-        self.events.step_done(step_metadata("same" if urn in self.old else "create",
-                                             None, resource), 0, quiet=True)
-
-    def finish(self, succeeded: bool) -> None:
-        """After a successful program: delete what it no longer declares, and originals."""
-        if not succeeded:
-            self._keep_stack_outputs()
-            return
-        in_use = {r.get("provider", "").rsplit("::", 1)[0] for r in self.new.values()}
-        leftovers = [r for r in self.old.values() if not is_default_provider(r)]
-        for resource in reversed(leftovers):
-            self._delete(resource, op="delete", counted=True)
-        for resource in list(self.doomed):
-            self._delete(resource, op="delete-replaced", counted=False)
-        for resource in list(self.old.values()):
-            if is_default_provider(resource) and resource["urn"] not in in_use:
-                self._delete(resource, op="delete", counted=False)
-
-    def _keep_stack_outputs(self) -> None:
-        """A failed program does not wipe the outputs of the last good update."""
-        with self._lock:
-            for urn, resource in self.new.items():
-                if resource["type"] == STACK_TYPE and urn in self.original:
-                    resource["outputs"] = self.original[urn].get("outputs", {})
-                    self.stack_outputs = resource["outputs"]
-
-    def destroy_all(self) -> None:
-        """Delete every resource, dependents first."""
-        for resource in reversed([*self.doomed, *self.old.values()]):
-            self._delete(resource, op="delete", counted=not is_default_provider(resource)
-                         and not resource.get("delete"))
-
-    def refresh_all(self, clear_pending_creates: bool) -> None:
-        """Read every resource back; the built-in providers' reads change nothing."""
-        for resource in [*self.old.values(), *self.doomed]:
-            metadata = step_metadata("refresh", resource, resource)
-            quiet = is_default_provider(resource)
-            self.events.step_pre(metadata, quiet=True)
-            self.events.step_done({**metadata, "op": "same"}, 0, quiet=True)
-            if not quiet and not resource.get("delete"):
-                self.changes["same"] += 1
-        if clear_pending_creates:
-            self.carried_pending = []
-
-    def _delete(self, resource: Resource, op: str, counted: bool) -> None:
-        if resource.get("protect") and not resource.get("delete"):
-            message = (f"unable to delete resource \"{resource['urn']}\"\nas it is currently "
-                       "marked for protection. To unprotect the resource, remove the "
-                       "`protect` flag from the resource in your Pulumi program and run "
-                       "`pulumi up`")
-            self.events.diagnostic("error", message, urn=resource["urn"])
-            self.failure = self.failure or message
-            return
-        started = time.monotonic()
-        metadata = step_metadata(op, resource, None)
-        self.events.step_pre(metadata, quiet=not counted)
-        with self._lock:
-            if not self.dry_run:
-                if not resource.get("delete"):
-                    self.old.pop(resource["urn"], None)
-                if resource in self.doomed:
-                    self.doomed.remove(resource)
-            if counted:
-                self.changes["delete"] += 1
-            self._save()
-        self.events.step_done(metadata, time.monotonic() - started, quiet=not counted)
-
-    def snapshot(self) -> list[Resource]:
-        """Resources as they stand now: new ones, then originals awaiting deletion and the rest."""
-        with self._lock:
-            return [*self.new.values(), *self.doomed,
-                    *(r for urn, r in self.old.items() if urn not in self.new)]
-
-    def pending_operations(self) -> list[dict[str, Any]]:
-        """Operations in flight, plus interrupted creates carried over from before."""
-        with self._lock:
-            return [*self.carried_pending, *self.in_flight.values()]
-
+    The real engine records these inputs in the state too, so an ignored change never shows
+    up later (pkg/resource/deploy/step_generator.go, processIgnoreChanges).
+    """
+    merged = dict(news)
+    for key in ignored:
+        if key in olds:
+            merged[key] = olds[key]
+        else:
+            merged.pop(key, None)
+    return merged

@@ -13,38 +13,52 @@ from offline_pulumi import values
 RESET = "<{%reset%}>"
 _SYMBOLS = {"create": "+ ", "update": "~ ", "delete": "- ", "replace": "+-",
             "create-replacement": "++", "delete-replaced": "--", "same": "  ",
-            "refresh": "~ ", "read": "> "}
+            "refresh": "~ ", "read": "> ", "import": "= ", "discard": "< "}
 _DONE = {"create": "created", "update": "updated", "delete": "deleted",
          "replace": "replaced", "create-replacement": "created replacement",
          "delete-replaced": "deleted original", "same": "", "refresh": "refreshed",
-         "read": "read"}
+         "read": "read", "import": "imported", "discard": "discarded"}
 _SUMMARY = (("create", "+", "created"), ("update", "~", "updated"),
-            ("replace", "+-", "replaced"), ("delete", "-", "deleted"))
+            ("replace", "+-", "replaced"), ("delete", "-", "deleted"),
+            ("import", "=", "imported"))
 
 
 class EventStream:
     """Writes engine events to the event log and mirrors them as human-readable progress."""
 
-    def __init__(self, log_path: str | None, out: IO[str] | None = None) -> None:
+    def __init__(self, log_target: str | None, out: IO[str] | None = None,
+                 json_digest: bool = False) -> None:
+        from offline_pulumi.engine.event_sinks import open_sink
+
         self._lock = threading.Lock()
         self._sequence = 0
-        # Held open for the whole operation and closed after the final event.
-        self._file = open(log_path, "w", encoding="utf-8") if log_path else None  # noqa: SIM115
+        self._sink = open_sink(log_target)
         self._out = out or sys.stdout
+        # With --json the progress text is replaced by one JSON document at the end.
+        self._digest: dict[str, Any] | None = {"steps": [], "diagnostics": []} \
+            if json_digest else None
         self.diagnostics: list[tuple[str, str, str]] = []
         self.started = time.monotonic()
 
     def _emit(self, kind: str, payload: dict[str, Any]) -> None:
         with self._lock:
-            if self._file is not None:
+            if self._sink is not None:
                 event = {"sequence": self._sequence, "timestamp": int(time.time()),
                          kind: payload}
-                self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
-                self._file.flush()
+                self._sink.send(json.dumps(event, ensure_ascii=False))
             self._sequence += 1
 
+    def close(self) -> None:
+        """Deliver the events still buffered and close the event log (idempotent)."""
+        with self._lock:
+            sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.close()
+
     def say(self, text: str) -> None:
-        """Print a progress line."""
+        """Print a progress line (nothing in --json mode)."""
+        if self._digest is not None:
+            return
         with self._lock:
             self._out.write(text + "\n")
             self._out.flush()
@@ -53,6 +67,8 @@ class EventStream:
     def prelude(self, config: dict[str, str]) -> None:
         """The first event: the stack's config with secrets masked."""
         self._emit("preludeEvent", {"config": config})
+        if self._digest is not None:
+            self._digest["config"] = config
 
     def diagnostic(self, severity: str, message: str, urn: str = "",
                    ephemeral: bool = False) -> None:
@@ -69,10 +85,21 @@ class EventStream:
         if severity != "debug" and not ephemeral:
             with self._lock:
                 self.diagnostics.append((urn, severity, message))
+                if self._digest is not None:
+                    self._digest["diagnostics"].append(
+                        {"urn": urn, "message": message, "severity": severity})
 
     def step_pre(self, metadata: dict[str, Any], quiet: bool = False) -> None:
         """A step is about to run."""
-        self._emit("resourcePreEvent", {"metadata": _blind(metadata)})
+        blinded = _blind(metadata)
+        self._emit("resourcePreEvent", {"metadata": blinded})
+        if self._digest is not None and not quiet:
+            step = {"op": blinded["op"], "urn": blinded["urn"],
+                    "provider": blinded["provider"]}
+            step.update({f"{side}State": blinded[side] for side in ("old", "new")
+                         if blinded.get(side)})
+            with self._lock:
+                self._digest["steps"].append(step)
         if not quiet and metadata["op"] != "same":
             self.say(f" {_SYMBOLS.get(metadata['op'], '  ')} {_title(metadata)} "
                      f"{_progress(metadata['op'])}")
@@ -92,15 +119,28 @@ class EventStream:
                 outputs: dict[str, Any] | None) -> None:
         """The closing report and the final ``summaryEvent``/``cancelEvent`` pair."""
         duration = time.monotonic() - self.started
-        self._report(changes, outputs, duration)
+        if self._digest is None:
+            self._report(changes, outputs, duration)
+        else:
+            self._print_digest(changes, outputs, duration, self._digest.get("config", {}))
         self._emit("summaryEvent", {"maybeCorrupt": False, "durationSeconds": int(duration),
                                     "resourceChanges": changes, "PolicyPacks": {},
                                     "isPreview": preview,
                                     "result": "succeeded" if ok else "failed"})
         self._emit("cancelEvent", {})
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self.close()
+
+    def _print_digest(self, changes: dict[str, int], outputs: dict[str, Any] | None,
+                      duration: float, config: dict[str, str]) -> None:
+        assert self._digest is not None
+        digest = {"config": config, "steps": self._digest["steps"],
+                  "diagnostics": self._digest["diagnostics"],
+                  "duration": int(duration * 1e9), "changeSummary": changes}
+        if outputs:
+            digest["outputs"] = values.masked(outputs)
+        with self._lock:
+            self._out.write(json.dumps(digest, indent=4, ensure_ascii=False) + "\n")
+            self._out.flush()
 
     def _report(self, changes: dict[str, int], outputs: dict[str, Any] | None,
                 duration: float) -> None:
@@ -137,7 +177,7 @@ def _progress(op: str) -> str:
     return {"create": "creating", "update": "updating", "delete": "deleting",
             "replace": "replacing", "create-replacement": "creating replacement",
             "delete-replaced": "deleting original", "refresh": "refreshing",
-            "read": "reading"}.get(op, op)
+            "read": "reading", "import": "importing", "discard": "discarding"}.get(op, op)
 
 
 def _blind(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from offline_pulumi.engine.deployment import Deployment
 from offline_pulumi.engine.events import EventStream
 from offline_pulumi.engine.protos import module
 from offline_pulumi.engine.steps import Registration, StepFailed
+from offline_pulumi.engine.transforms import TransformFailed, Transforms
 from offline_pulumi.errors import CLIError
 
 engine_pb2 = module("engine_pb2")
@@ -24,9 +25,11 @@ _MonitorServicer: Any = resource_pb2_grpc.ResourceMonitorServicer
 _EngineServicer: Any = engine_pb2_grpc.EngineServicer
 
 _SEVERITIES = {0: "debug", 1: "info", 2: "warning", 3: "error"}
-_FEATURES = {"secrets": resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
-             "resourceReferences":
-             resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES}
+# What the monitor supports, by the legacy names older SDKs probe with (newer ones read the
+# same list from DeploymentInfo.supportedFeatures).
+FEATURES = {"secrets": resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
+            "resourceReferences": resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES,
+            "transforms": resource_pb2.RESOURCE_MONITOR_FEATURE_TRANSFORMS}
 # After a failed step the program sees the monitor go away, as with the real engine.
 MONITOR_GONE = "Resource monitor has terminated, shutting down"
 
@@ -50,14 +53,23 @@ class ResourceMonitor(_MonitorServicer):
     def __init__(self, deployment: Deployment, info: Any) -> None:
         self.deployment = deployment
         self.info = info
+        self.transforms = Transforms()
 
     def GetDeploymentInfo(self, request: Any, context: Any) -> Any:
         return self.info
 
     def SupportsFeature(self, request: Any, context: Any) -> Any:
-        return resource_pb2.SupportsFeatureResponse(hasSupport=request.id in _FEATURES)
+        return resource_pb2.SupportsFeatureResponse(hasSupport=request.id in FEATURES)
 
     def RegisterResource(self, request: Any, context: Any) -> Any:
+        if request.transforms or self.transforms.active:
+            urn = self.deployment.urn(request.type, request.name, request.parent)
+            try:
+                request = self.transforms.apply(request, urn)
+            except TransformFailed as exc:
+                self.deployment.fail_registration(urn, request.type, f"a transform of "
+                                                  f"'{request.name}' failed: {exc}")
+                context.abort(grpc.StatusCode.UNAVAILABLE, MONITOR_GONE)
         registration = Registration(
             type=request.type, name=request.name, custom=request.custom,
             parent=request.parent, inputs=to_python(request.object),
@@ -70,7 +82,7 @@ class ResourceMonitor(_MonitorServicer):
             ignore_changes=tuple(request.ignoreChanges),
             replace_on_changes=tuple(request.replaceOnChanges),
             additional_secret_outputs=tuple(request.additionalSecretOutputs),
-            alias_urns=tuple(request.aliasURNs))
+            alias_urns=tuple(request.aliasURNs), import_id=request.importId)
         try:
             result = self.deployment.register(registration)
         except StepFailed:
@@ -85,13 +97,26 @@ class ResourceMonitor(_MonitorServicer):
     def SignalAndWaitForShutdown(self, request: Any, context: Any) -> Any:
         return empty_pb2.Empty()
 
+    def RegisterStackTransform(self, request: Any, context: Any) -> Any:
+        self.transforms.register_stack(request)
+        return empty_pb2.Empty()
+
     def Invoke(self, request: Any, context: Any) -> Any:
         context.abort(grpc.StatusCode.UNIMPLEMENTED,
                       f"function '{request.tok}' is not available in the offline engine")
 
     def ReadResource(self, request: Any, context: Any) -> Any:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "reading existing resources "
-                      f"('{request.type}' '{request.name}') is not supported offline")
+        registration = Registration(
+            type=request.type, name=request.name, custom=True, parent=request.parent,
+            inputs=to_python(request.properties), provider=request.provider,
+            version=request.version, dependencies=tuple(request.dependencies),
+            additional_secret_outputs=tuple(request.additionalSecretOutputs))
+        try:
+            result = self.deployment.read(registration, request.id)
+        except StepFailed:
+            context.abort(grpc.StatusCode.UNAVAILABLE, MONITOR_GONE)
+        return resource_pb2.ReadResourceResponse(urn=result.urn,
+                                                 properties=to_struct(result.outputs))
 
     def Call(self, request: Any, context: Any) -> Any:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "component method calls are not "

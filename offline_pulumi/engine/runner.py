@@ -20,7 +20,7 @@ CANCELLED = "update canceled: the engine was interrupted"
 
 def parallelism(parsed: Parsed) -> int:
     """``--parallel``, else ``PULUMI_PARALLEL``, else four per CPU as the real CLI does."""
-    raw = parsed.value("parallel") or parsed.value("p") or os.environ.get("PULUMI_PARALLEL")
+    raw = parsed.value("parallel") or os.environ.get("PULUMI_PARALLEL")
     try:
         value = int(raw) if raw else 0
     except ValueError:
@@ -85,11 +85,10 @@ def free_port() -> int:
 def _serve(project: Project, stack: str, deployment: Deployment, events: EventStream,
            config: dict[str, str], secret_keys: list[str], parallel: int,
            port: int) -> tuple[Any, str]:
-    from offline_pulumi.engine.monitor import resource_pb2, serve
+    from offline_pulumi.engine.monitor import FEATURES, resource_pb2, serve
 
     info = resource_pb2.DeploymentInfo(
         project=project.name, stack=stack, organization="organization", config=config,
         configSecretKeys=secret_keys, dryRun=deployment.dry_run, parallel=parallel,
-        supportedFeatures=[resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
-                           resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES])
+        supportedFeatures=sorted(FEATURES.values()))
     return serve(deployment, events, info, workers=max(parallel, 4) + 4, port=port)

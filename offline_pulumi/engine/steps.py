@@ -32,6 +32,7 @@ class Registration(NamedTuple):
     replace_on_changes: tuple[str, ...] = ()
     additional_secret_outputs: tuple[str, ...] = ()
     alias_urns: tuple[str, ...] = ()
+    import_id: str = ""
 
 
 class Registered(NamedTuple):
@@ -46,6 +47,25 @@ def is_default_provider(resource: Resource) -> bool:
     """Whether a resource is a default provider the engine made itself."""
     return resource["type"].startswith(PROVIDER_PREFIX) and \
         resource["urn"].rsplit("::", 1)[-1].startswith("default")
+
+
+def needs(resource: Resource) -> set[str]:
+    """The URNs a resource needs to exist: its parent, dependencies and provider."""
+    urns = {resource.get("parent", ""), resource.get("provider", "").rsplit("::", 1)[0]}
+    urns.update(resource.get("dependencies") or [])
+    for dependencies in (resource.get("propertyDependencies") or {}).values():
+        urns.update(dependencies)
+    urns.discard("")
+    return urns
+
+
+def dependents(resources: list[Resource], urns: set[str] | frozenset[str]) -> set[str]:
+    """Every resource that needs one of ``urns``, directly or not (``resources`` in order)."""
+    found: set[str] = set()
+    for resource in resources:   # what a resource needs comes before it
+        if needs(resource) & (found | urns):
+            found.add(resource["urn"])
+    return found - set(urns)
 
 
 def step_metadata(op: str, old: Resource | None, new: Resource | None) -> dict[str, Any]:

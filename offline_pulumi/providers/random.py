@@ -26,6 +26,7 @@ __all__ = [
     "check",
     "create",
     "diff",
+    "read",
     "secret_outputs",
 ]
 
@@ -58,6 +59,13 @@ def create(token: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Generate the resource and return (resource id, outputs); raise ProviderError."""
     checked = check(token, inputs)
     return generate(token, rs.resolve(token, checked))
+
+
+def read(token: str, resource_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read an existing value by its import ID: (inputs, outputs); raise ProviderError."""
+    from offline_pulumi.providers.random_import import read as read_by_id
+
+    return read_by_id(token, resource_id)
 
 
 def diff(token: str, olds: Mapping[str, Any], news: Mapping[str, Any]) -> DiffResult:

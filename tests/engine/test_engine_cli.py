@@ -50,10 +50,12 @@ def test_version_is_a_semver_the_automation_api_accepts(pulumi_bin, project):
 
 
 @pytest.mark.parametrize(("argv", "complaint"), [
-    (["new", "python"], "'pulumi new python' is not supported"),
+    (["new", "python"], "'pulumi new' without --generate-only"),
     (["state", "delete"], "'pulumi state delete' is not supported"),
-    (["stack", "rename", "x"], "'pulumi stack rename' is not supported"),
-    (["up", "--yes", "--target", "urn:x", "--stack", "dev"], "--target is not supported"),
+    (["stack", "change-secrets-provider", "x"],
+     "'pulumi stack change-secrets-provider' is not supported"),
+    (["up", "--yes", "--target-replace", "urn:x", "--stack", "dev"],
+     "--target-replace is not supported"),
     (["up", "--yes", "--bogus-flag", "--stack", "dev"], "unknown flag: --bogus-flag"),
     (["stack", "init", "dev", "--secrets-provider", "awskms://k"], "secrets provider"),
     (["plugin", "install", "resource", "aws", "6.0.0"], "not available offline"),
@@ -126,3 +128,19 @@ def test_destroy_with_remove_also_removes_the_stack(pulumi_bin, project):
     assert "Stack 'gone' has been removed!" in proc.stdout
     listed = json.loads(run(pulumi_bin, project, "stack", "ls", "--json").stdout)
     assert [s["name"] for s in listed] == []
+
+
+@pytest.mark.parametrize(("short", "long"), [
+    (["stack", "ls", "-j"], ["stack", "ls", "--json"]),
+    (["stack", "tag", "ls", "-j", "-s", "dev"], ["stack", "tag", "ls", "--json", "--stack", "dev"]),
+    (["config", "get", "greeting", "-j", "-s", "dev"],
+     ["config", "get", "greeting", "--json", "--stack", "dev"]),
+])
+def test_short_flags_mean_their_long_names(pulumi_bin, project, short, long):
+    """Every short alias is canonicalised by the parser, so commands see one name."""
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    assert run(pulumi_bin, project, "config", "set", "greeting", "hi", "-s", "dev").returncode == 0
+    by_short, by_long = run(pulumi_bin, project, *short), run(pulumi_bin, project, *long)
+    assert by_short.returncode == 0, by_short.stderr
+    assert by_short.stdout == by_long.stdout
+    json.loads(by_short.stdout)

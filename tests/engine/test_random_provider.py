@@ -507,3 +507,39 @@ def test_diff_ignores_bridge_metadata() -> None:
     result = rp.diff(RID, {"byteLength": 8, "__meta": "x"}, {"byteLength": 8})
     assert result == rp.DiffResult((), False)
 
+
+
+# --- read (import by ID) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("token", "resource_id", "inputs", "outputs"), [
+    (RSTRING, "abc-DEF", {"length": 7, "special": True}, {"result": "abc-DEF"}),
+    (RUUID, "6f1c7a4e-0b8e-4f5a-9d2c-3b1e2a4c5d6e", {}, {"result":
+                                                       "6f1c7a4e-0b8e-4f5a-9d2c-3b1e2a4c5d6e"}),
+    (RID, "AQID", {"byteLength": 3}, {"hex": "010203", "dec": "66051", "b64Std": "AQID"}),
+    (RINTEGER, "7,1,10", {"min": 1, "max": 10}, {"result": 7, "id": "7"}),
+    (RINTEGER, "7,1,10,s", {"min": 1, "max": 10, "seed": "s"}, {"result": 7}),
+    (RBYTES, "AQID", {"length": 3}, {"hex": "010203"}),
+])
+def test_read_restores_inputs_and_outputs_from_the_import_id(token, resource_id, inputs,
+                                                             outputs):
+    """The import IDs of terraform-provider-random's ImportState functions."""
+    read_inputs, read_outputs = rp.read(token, resource_id)
+    assert inputs.items() <= read_inputs.items()
+    assert outputs.items() <= read_outputs.items()
+    assert not rp.diff(token, read_inputs, read_inputs).changed
+
+
+def test_read_of_a_password_hashes_it():
+    _, outputs = rp.read(RPASSWORD, "hunter2hunter2")
+    assert outputs["result"] == "hunter2hunter2"
+    assert bcrypt.checkpw(b"hunter2hunter2", outputs["bcryptHash"].encode())
+
+
+@pytest.mark.parametrize(("token", "resource_id"), [
+    (RPET, "happy-cat"), (RSHUFFLE, "x"), (RUUID, "not-a-uuid"), (RINTEGER, "7,1"),
+    (RBYTES, "***"),
+])
+def test_read_refuses_what_cannot_be_imported(token, resource_id):
+    with pytest.raises(rp.ProviderError):
+        rp.read(token, resource_id)

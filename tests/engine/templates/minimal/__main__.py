@@ -1,0 +1,1 @@
+"""The ${PROJECT} program (generated from the minimal test template)."""

@@ -1,0 +1,90 @@
+"""The engine's event log: the gRPC ``Events`` stream of current CLIs, and the file log.
+
+The Automation API chooses the transport from the version the CLI reports
+(sdk/python/lib/pulumi/automation/_stack.py, ``_setup_event_log``): after 3.205.0 it serves
+``pulumirpc.Events`` and passes ``--event-log tcp://127.0.0.1:PORT``; older versions get a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pulumi
+import pulumi_random as random
+import pytest
+from pulumi import automation as auto
+from semver import VersionInfo
+
+import offline_pulumi
+from offline_pulumi.version import VERSION
+from tests.engine.support import Engine, unique_stack
+
+PAUSE_SECONDS = 1.0
+
+
+def _pause(result: str) -> bool:
+    time.sleep(PAUSE_SECONDS)
+    return bool(result)
+
+
+def slow_program() -> None:
+    """Registers a resource, then keeps the update running a while once it exists."""
+    early = random.RandomString("early", length=8, special=False)
+    pulumi.export("done", early.result.apply(_pause))
+
+
+def test_reported_version_makes_the_automation_api_use_the_grpc_stream(
+        engine_command: auto.PulumiCommand) -> None:
+    assert engine_command.version is not None
+    assert engine_command.version > VersionInfo(3, 205, 0)
+    assert str(engine_command.version) == VERSION
+
+
+@pytest.mark.slow
+def test_grpc_stream_delivers_every_event_while_the_update_runs(engine: Engine) -> None:
+    """Events arrive live, in order, ending with the summary and the cancel event."""
+    stack = auto.create_or_select_stack(stack_name=unique_stack(), project_name="events",
+                                        program=slow_program, opts=engine.opts())
+    arrivals: list[tuple[float, auto.EngineEvent]] = []
+    result = stack.up(on_event=lambda event: arrivals.append((time.monotonic(), event)))
+    finished = time.monotonic()
+
+    events = [event for _, event in arrivals]
+    assert [e.sequence for e in events] == list(range(len(events)))
+    assert events[0].prelude_event is not None
+    assert events[-2].summary_event is not None
+    assert events[-2].summary_event.resource_changes == {auto.OpType.CREATE: 2}
+    assert events[-1].cancel_event is not None
+    assert result.summary.resource_changes == {"create": 2}
+    # The resource's event came while the program was still sleeping, not after the run.
+    created = next(at for at, e in arrivals if e.res_outputs_event is not None and
+                   e.res_outputs_event.metadata.urn.endswith("::early"))
+    assert finished - created >= PAUSE_SECONDS * 0.8
+
+
+def test_file_event_log_still_works_for_older_clients(tmp_path: Path) -> None:
+    """A plain path after --event-log gets one JSON event per line, as before 3.206."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: filelog\nruntime: python\n")
+    env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}",
+           "PULUMI_CONFIG_PASSPHRASE": "file-log", "PULUMI_HOME": str(tmp_path / "home")}
+    pulumi_bin = str(offline_pulumi.install_root() / "bin" / "pulumi")
+    log = tmp_path / "events.txt"
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([pulumi_bin, "--non-interactive", *argv], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    assert run("stack", "init", "dev").returncode == 0
+    proc = run("refresh", "--yes", "--skip-preview", "--event-log", str(log), "--stack", "dev")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["sequence"] for e in events] == list(range(len(events)))
+    assert "preludeEvent" in events[0]
+    assert events[-2]["summaryEvent"]["result"] == "succeeded"
+    assert "cancelEvent" in events[-1]
