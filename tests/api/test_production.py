@@ -277,6 +277,7 @@ def test_token_readiness_metrics_openapi_and_json_logs_live(server_environ, tmp_
         assert 'burner_activities_total{activity="provision",outcome="succeeded"} 1.0' in text
         assert "burner_inflight_stacks 0.0" in text
         log = server.output()
+    assert "auth: bearer token required" in log
     mine = [json.loads(line) for line in log.splitlines()
             if line.startswith("{") and "live-req-1" in line]
     assert any(entry["stack"] == stack and entry["logger"] == "infra.orchestrator" for entry in mine)

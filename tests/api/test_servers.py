@@ -61,6 +61,7 @@ def assert_no_stack_left(environ) -> None:
 def test_dev_server_answers_every_endpoint(dev_server, server_environ):
     assert_all_endpoints_answer(dev_server.base_url)
     assert_no_stack_left(server_environ)
+    assert "auth: off (INFRA_API_TOKEN is not set)" in dev_server.output()
 
 
 def test_dev_server_serves_requests_concurrently(dev_server):
