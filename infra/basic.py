@@ -125,7 +125,11 @@ def open_workspace(program_dir: Path, work_dir: Path, toolchain: Toolchain, engi
 
 def create_stack(stack_name: str, workspace: auto.LocalWorkspace) -> auto.Stack:
     """Create the stack, or select it if a retried step created it already."""
-    return auto.Stack.create_or_select(stack_name, workspace)
+    # Not Stack.create_or_select: it tries to select first, a process more on every request.
+    try:
+        return auto.Stack.create(stack_name, workspace)
+    except auto.errors.StackAlreadyExistsError:
+        return auto.Stack.select(stack_name, workspace)
 
 
 def select_existing(workspace: auto.LocalWorkspace, stack_name: str) -> auto.Stack | None:

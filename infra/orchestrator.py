@@ -172,7 +172,7 @@ class Orchestrator:
             outcome = "failed"
             try:
                 report = self._call(self._burn(request, stack, logs.request_id.get()),
-                                    self.settings.request_timeout + CANCEL_SECONDS + 5)
+                                    self.settings.request_timeout + 2 * CANCEL_SECONDS + 30)
                 outcome = "succeeded"
             except DeadlineError:
                 outcome = "timed_out"
