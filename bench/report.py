@@ -117,7 +117,7 @@ def render(r: Results) -> str:
     p = r.pipeline
     http_phases = next(e.phase_ms for e in lat.endpoints if e.endpoint == "uuid")
     out += ["", "## Time per phase (/uuid, median ms)", ""]
-    out += _table(["Phase", "gunicorn (from phases_ms)", "in-process Pipeline.run"],
+    out += _table(["Phase", "gunicorn (from phases_ms)", "in-process Burner.run"],
                   [[name, _ms(http_phases.get(name, math.nan)), _ms(p.phase_ms.get(name, math.nan))]
                    for name in PHASES] +
                   [["**total**", _ms(sum(http_phases.values())), _ms(p.total_ms)]])
