@@ -94,8 +94,13 @@ class BurnerActivities:
         with self._running(REAP_ORPHANS, "-"), self._heartbeats("-", progress):
             for name in self._orphans():
                 logger.warning("reaper: %s has no running workflow; tearing it down", name)
-                with logs.bound(logs.stack_name, name):
-                    self.burner.teardown(name, clear_lock=True, progress=progress)
+                try:
+                    with logs.bound(logs.stack_name, name):
+                        self.burner.teardown(name, clear_lock=True, progress=progress)
+                except InfraError as exc:
+                    # One stack that resists must not keep the others: the next pass retries.
+                    logger.error("reaper: could not tear down %s: %s", name, exc)
+                    continue
                 reaped.append(name)
                 if self.metrics is not None:
                     self.metrics.reaped.inc()
