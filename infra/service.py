@@ -48,6 +48,7 @@ class Service:
             settings = self.settings
             logger.info("auth: %s", "bearer token required" if settings.token else
                         "off (INFRA_API_TOKEN is not set)")
+            logger.info("state backend: %s", settings.backend_display)
             self.burner.toolchain()
             self.burner.engine.command()
             address = settings.temporal_address

@@ -58,8 +58,11 @@ class Storage(Protocol):
         """Release connections."""
 
 
-def open_storage(url: str, cwd: Path) -> Storage:
-    """The driver for a backend URL (``file://`` or ``postgres://``); raise for other schemes."""
+def open_storage(url: str, cwd: Path, timeout: float | None = None) -> Storage:
+    """The driver for a backend URL (``file://`` or ``postgres://``); raise for other schemes.
+
+    ``timeout``: seconds to wait for a database connection (default: the driver's).
+    """
     scheme = urlsplit(url).scheme
     if scheme == "file":
         from offline_pulumi.storage.file import FileStorage
@@ -68,7 +71,7 @@ def open_storage(url: str, cwd: Path) -> Storage:
     if scheme in ("postgres", "postgresql"):
         from offline_pulumi.storage.postgres import PostgresStorage
 
-        return PostgresStorage.from_url(url)
+        return PostgresStorage.from_url(url, timeout)
     raise UnsupportedError(f"the backend '{scheme}://'")
 
 

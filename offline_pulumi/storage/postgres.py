@@ -38,15 +38,17 @@ CREATE INDEX IF NOT EXISTS {i}_key_prefix_idx ON {t} (key text_pattern_ops);
 class PostgresStorage:
     """Blobs as rows of one table; every statement is a single autocommitted round trip."""
 
-    def __init__(self, conninfo: str, table: str, prefix: str, display_url: str) -> None:
+    def __init__(self, conninfo: str, table: str, prefix: str, display_url: str,
+                 timeout: float = CONNECT_TIMEOUT) -> None:
         self.table = table
+        self.timeout = timeout
         self.prefix = prefix
         self.display_url = display_url
         self._conninfo = conninfo
         self._pool: ConnectionPool | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> PostgresStorage:
+    def from_url(cls, url: str, timeout: float | None = None) -> PostgresStorage:
         """Parse ``postgres://user:pw@host:port/db?sslmode=...&table=...``."""
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
@@ -58,7 +60,8 @@ class PostgresStorage:
                                              query=urlencode([(k, v) for k, v in query
                                                               if k != "table"])))
         database = parts.path.strip("/")
-        return cls(conninfo, table, f"{database}/" if database else "", redact_url(url))
+        return cls(conninfo, table, f"{database}/" if database else "", redact_url(url),
+                   timeout or CONNECT_TIMEOUT)
 
     # -- connections -------------------------------------------------------------------
     def _connections(self) -> ConnectionPool:
@@ -68,10 +71,10 @@ class PostgresStorage:
             # Two connections: the advisory lock of exclusive() holds one while the lock
             # protocol's statements run on the other.
             pool = ConnectionPool(self._conninfo, min_size=1, max_size=2, open=False,
-                                  kwargs={"autocommit": True}, timeout=CONNECT_TIMEOUT,
+                                  kwargs={"autocommit": True}, timeout=self.timeout,
                                   name="offline-pulumi-state")
             try:
-                pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+                pool.open(wait=True, timeout=self.timeout)
             except Exception as exc:  # psycopg_pool.PoolTimeout or a libpq error
                 pool.close()
                 raise self._error("cannot connect to", exc) from None
