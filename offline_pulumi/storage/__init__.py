@@ -69,7 +69,12 @@ def open_storage(url: str, cwd: Path, timeout: float | None = None) -> Storage:
 
         return FileStorage(file_url_path(url, cwd))
     if scheme in ("postgres", "postgresql"):
+        from offline_pulumi.storage import proxy
         from offline_pulumi.storage.postgres import PostgresStorage
+
+        proxied = proxy.open_proxied(url) if proxy.enabled() else None
+        if proxied is not None:
+            return proxied
 
         return PostgresStorage.from_url(url, timeout)
     raise UnsupportedError(f"the backend '{scheme}://'")

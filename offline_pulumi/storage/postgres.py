@@ -39,16 +39,18 @@ class PostgresStorage:
     """Blobs as rows of one table; every statement is a single autocommitted round trip."""
 
     def __init__(self, conninfo: str, table: str, prefix: str, display_url: str,
-                 timeout: float = CONNECT_TIMEOUT) -> None:
+                 timeout: float = CONNECT_TIMEOUT, max_connections: int = 2) -> None:
         self.table = table
         self.timeout = timeout
+        self.max_connections = max_connections
         self.prefix = prefix
         self.display_url = display_url
         self._conninfo = conninfo
         self._pool: ConnectionPool | None = None
 
     @classmethod
-    def from_url(cls, url: str, timeout: float | None = None) -> PostgresStorage:
+    def from_url(cls, url: str, timeout: float | None = None,
+                 max_connections: int = 2) -> PostgresStorage:
         """Parse ``postgres://user:pw@host:port/db?sslmode=...&table=...``."""
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
@@ -61,16 +63,17 @@ class PostgresStorage:
                                                               if k != "table"])))
         database = parts.path.strip("/")
         return cls(conninfo, table, f"{database}/" if database else "", redact_url(url),
-                   timeout or CONNECT_TIMEOUT)
+                   timeout or CONNECT_TIMEOUT, max_connections)
 
     # -- connections -------------------------------------------------------------------
     def _connections(self) -> ConnectionPool:
         if self._pool is None:
             from psycopg_pool import ConnectionPool
 
-            # Two connections: the advisory lock of exclusive() holds one while the lock
-            # protocol's statements run on the other.
-            pool = ConnectionPool(self._conninfo, min_size=1, max_size=2, open=False,
+            # At least two: the advisory lock of exclusive() holds one while the lock
+            # protocol's statements run on another.
+            pool = ConnectionPool(self._conninfo, min_size=1, max_size=self.max_connections,
+                                  open=False,
                                   kwargs={"autocommit": True}, timeout=self.timeout,
                                   name="offline-pulumi-state")
             try:

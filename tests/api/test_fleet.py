@@ -7,8 +7,10 @@ stacks live in one postgres:// backend. A stack a dead host created is destroyed
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,23 +39,42 @@ def temporal(tmp_path_factory) -> Iterator[str]:
         server.stop()
 
 
-def host_environ(root: Path, shared: dict[str, str]) -> dict[str, str]:
+@pytest.fixture(name="host_tmp")
+def host_tmp_fixture() -> Iterator[dict[str, Path]]:
+    """Each host's TMPDIR, short (unix socket paths must fit in 108 bytes), deleted after."""
+    dirs = {name: Path(tempfile.mkdtemp(prefix=f"fleet-{name}-")) for name in ("a", "b")}
+    yield dirs
+    for directory in dirs.values():
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def host_environ(root: Path, tmp: Path, shared: dict[str, str]) -> dict[str, str]:
     """One host's environment: its own dirs and venv, plus the shared addresses."""
-    for name in ("home", "tmp"):
-        (root / name).mkdir(parents=True)
+    (root / "home").mkdir(parents=True)
     # Its own copy of the program venv (building one per host would only cost time).
     venv = ensure_venv(PROGRAM_DIR, SHARED_VENV_DIR)
     shutil.copytree(venv, root / "venvs" / venv.name, symlinks=True)
-    return make_environ(root / "state", HOME=str(root / "home"), TMPDIR=str(root / "tmp"),
+    return make_environ(root / "state", HOME=str(root / "home"), TMPDIR=str(tmp),
                         INFRA_API_VENV_DIR=str(root / "venvs"), **shared)
 
 
-def fleet(tmp_path: Path, temporal: str, server: PostgresServer, table: str,
-          **extra: str) -> tuple[dict[str, str], dict[str, str]]:
+def fleet(tmp_path: Path, host_tmp: dict[str, Path], temporal: str, server: PostgresServer,
+          table: str, **extra: str) -> tuple[dict[str, str], dict[str, str]]:
     shared = {"INFRA_API_TEMPORAL_ADDRESS": temporal,
               "INFRA_API_TASK_QUEUE": f"{table}-{tmp_path.name}",
               "INFRA_API_BACKEND_URL": server.url(table=table), **extra}
-    return host_environ(tmp_path / "a", shared), host_environ(tmp_path / "b", shared)
+    return (host_environ(tmp_path / "a", host_tmp["a"], shared),
+            host_environ(tmp_path / "b", host_tmp["b"], shared))
+
+
+def processes_under(*paths: Path) -> list[psutil.Process]:
+    """Processes whose command line names one of the paths (a host's engines and proxies)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if any(str(path) in cmdline for path in paths):
+            found.append(proc)
+    return found
 
 
 def burner_keys(server: PostgresServer, table: str) -> dict[str, list[str]]:
@@ -69,16 +90,21 @@ CLEAN: dict[str, list[str]] = {"stacks": [], "locks": []}
 
 
 def test_two_hosts_serve_16_concurrent_requests_from_one_backend(
-        tmp_path, temporal, postgres_server) -> None:
-    host_a, host_b = fleet(tmp_path, temporal, postgres_server, "fleet_share")
+        tmp_path, host_tmp, temporal, postgres_server) -> None:
+    host_a, host_b = fleet(tmp_path, host_tmp, temporal, postgres_server, "fleet_share")
     workers = [start_worker(host_a, tmp_path / "a.log"), start_worker(host_b, tmp_path / "b.log")]
     api = {**host_b, "INFRA_API_RUN_WORKER": "false", "INFRA_API_PORT": str(free_port())}
     try:
         with running_server(GUNICORN, api, tmp_path / "api.log") as server:
             results = concurrently(16, server.base_url + "/uuid")
+            # Each host's engines reached the database through their host's own state proxy.
+            proxies = {host: [p for p in processes_under(tmp)
+                              if "state.sock" in " ".join(p.info["cmdline"])]
+                       for host, tmp in host_tmp.items()}
     finally:
         logs = [stop_worker(worker) for worker in workers]
     assert [status for status, _ in results] == [200] * 16, results
+    assert all(proxies.values()), proxies
     done = [log.count("activity provision: succeeded") for log in logs]
     assert sum(done) == 16 and all(done), done  # both hosts did some of the work
     assert burner_keys(postgres_server, "fleet_share") == CLEAN
@@ -86,12 +112,14 @@ def test_two_hosts_serve_16_concurrent_requests_from_one_backend(
         assert not list((tmp_path / host / "state").glob("backend/.pulumi/stacks/*/*.json"))
     assert_no_processes_left(tmp_path / "a" / "state")
     assert_no_processes_left(tmp_path / "b" / "state")
+    wait_for(lambda: not processes_under(*host_tmp.values()), timeout=10,
+             what="the hosts' state proxies to stop")
 
 
 def test_host_a_dies_mid_up_and_host_b_destroys_and_removes_its_stack(
-        tmp_path, temporal, postgres_server) -> None:
+        tmp_path, host_tmp, temporal, postgres_server) -> None:
     table = "fleet_kill"
-    host_a, host_b = fleet(tmp_path, temporal, postgres_server, table,
+    host_a, host_b = fleet(tmp_path, host_tmp, temporal, postgres_server, table,
                            INFRA_API_PROGRAM_DIR=str(HANG_PROGRAM), INFRA_API_REQUEST_TIMEOUT="90")
     worker_a = start_worker(host_a, tmp_path / "a.log")
     worker_b: subprocess.Popen[bytes] | None = None
@@ -106,10 +134,12 @@ def test_host_a_dies_mid_up_and_host_b_destroys_and_removes_its_stack(
                               what="the up's lock row")
             [stack] = burner_keys(postgres_server, table)["stacks"]
             worker_b = start_worker(host_b, tmp_path / "b.log")
-            # Host A dies: its worker and every process under it, at once.
-            doomed = [psutil.Process(worker_a.pid), *psutil.Process(worker_a.pid).children(True)]
+            # Host A dies: its worker, every process under it and its detached helpers, at once.
+            doomed = {psutil.Process(worker_a.pid), *psutil.Process(worker_a.pid).children(True),
+                      *processes_under(tmp_path / "a", host_tmp["a"])}
             for proc in doomed:
-                proc.kill()
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
             wait_for(lambda: burner_keys(postgres_server, table) == CLEAN, timeout=60,
                      what="host B's teardown")
             status, body = pending.result(timeout=60)
@@ -120,3 +150,5 @@ def test_host_a_dies_mid_up_and_host_b_destroys_and_removes_its_stack(
         log_b = stop_worker(worker_b) if worker_b is not None else ""
     assert f"stack={body['stack']}]: activity teardown: succeeded" in log_b
     assert_no_processes_left(tmp_path / "b" / "state")
+    wait_for(lambda: not processes_under(host_tmp["b"]), timeout=10,
+             what="host B's state proxy to stop")

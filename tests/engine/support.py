@@ -22,7 +22,7 @@ import pytest
 from pulumi import automation as auto
 
 import offline_pulumi
-from offline_pulumi.storage import Storage, open_storage
+from offline_pulumi.storage import Storage, open_storage, proxy
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 PASSPHRASE = "engine-test-passphrase"
@@ -55,9 +55,21 @@ class Engine:
 
     @property
     def env(self) -> dict[str, str]:
+        # postgres:// as the service runs it: through the state proxy (the first command of
+        # each test, before the proxy is up, uses the database directly).
+        # A proxy that a late command starts after close() ends 5 s after its last call.
+        proxy = ({"OFFLINE_PULUMI_STATE_PROXY": "1", "OFFLINE_PULUMI_PROGRAM_HOST_IDLE": "5"}
+                 if self.backend_url.startswith("postgres") else {})
         return {"PULUMI_BACKEND_URL": self.backend_url,
                 "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-                "PULUMI_HOME": str(self.home)}
+                "PULUMI_HOME": str(self.home), **proxy}
+
+    def close(self) -> None:
+        """Close our storage client and stop the backend's state proxy, if one runs."""
+        self.storage.close()
+        path = proxy.socket_path(self.backend_url)
+        if path is not None:
+            path.unlink(missing_ok=True)  # the proxy exits within a second
 
     def opts(self, **kwargs: Any) -> auto.LocalWorkspaceOptions:
         return auto.LocalWorkspaceOptions(pulumi_command=self.command, env_vars=self.env, **kwargs)
@@ -154,7 +166,7 @@ def engine_fixture(engine_command: auto.PulumiCommand, tmp_path: Path, backend: 
     """An isolated backend for one test."""
     engine = make_engine(engine_command, tmp_path, backend_url(request, backend))
     yield engine
-    engine.storage.close()
+    engine.close()
 
 
 def stdout_of(error: auto.CommandError) -> str:

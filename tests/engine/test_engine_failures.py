@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,8 @@ FAILURES = {
 
 @pytest.fixture(scope="module", params=list(FAILURES))
 def failed_update(request: pytest.FixtureRequest, engine_command: auto.PulumiCommand,
-                  tmp_path_factory: pytest.TempPathFactory, backend: str) -> FailedUpdate:
+                  tmp_path_factory: pytest.TempPathFactory, backend: str
+                  ) -> Iterator[FailedUpdate]:
     broken_config = FAILURES[request.param][0]
     engine = make_engine(engine_command, tmp_path_factory.mktemp("failed-update"),
                          backend_url(request, backend))
@@ -97,8 +98,9 @@ def failed_update(request: pytest.FixtureRequest, engine_command: auto.PulumiCom
     with pytest.raises(auto.CommandError) as raised:
         stack.up()
     assert engine.locks(stack) == []
-    return FailedUpdate(stack, broken_config, good, before, raised.value, stack.outputs(),
-                        resources(stack))
+    yield FailedUpdate(stack, broken_config, good, before, raised.value, stack.outputs(),
+                       resources(stack))
+    engine.close()
 
 
 def test_failed_up_raises_the_mapped_error_naming_the_problem(failed_update: FailedUpdate) -> None:
