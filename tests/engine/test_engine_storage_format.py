@@ -126,3 +126,24 @@ def test_rows_copied_into_files_are_read_and_changed_by_file(pair) -> None:
     again = moved.up()
     assert set(again.summary.resource_changes or {}) == {"same"}
     assert [h.kind for h in moved.history()] == ["update", "update"]
+
+
+def test_a_lock_row_written_as_the_cli_writes_it_stops_our_update_until_cancel(pair) -> None:
+    _, pg_engine, server, table = pair
+    stack = pg_engine.stack("basic")
+    project = stack.workspace.project_settings().name
+    holder = {"pid": 4242, "username": "ci", "hostname": "build-7",
+              "timestamp": "2026-01-01T00:00:00.000000Z"}
+    key = f"{DATABASE}/.pulumi/locks/organization/{project}/{stack.name}/{'0' * 8}-cli.json"
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {table} (key, data) VALUES (%s, %s)".encode(),
+                     (key, json.dumps({"data": base64.b64encode(
+                         json.dumps(holder).encode()).decode()})))
+
+    with pytest.raises(auto.ConcurrentUpdateError) as raised:
+        stack.up()
+    assert "ci@build-7 (pid 4242)" in str(raised.value)
+    assert server.password not in str(raised.value)  # the lock's location is shown without it
+    stack.cancel()
+    assert key not in rows(server, table)
+    assert set(stack.up().summary.resource_changes or {}) == {"create"}
