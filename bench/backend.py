@@ -77,8 +77,9 @@ def measure(name: str, work: Path, samples: int, clients: int, seconds: float,
     in_window = [ms for at, ms in load.ok if window[0] <= at < window[1]]
     per_request = None
     if before and after:
-        # The counters query itself is one session and one transaction.
-        per_request = ((after[0] - before[0] - 1) / samples, (after[1] - before[1] - 1) / samples)
+        # The counters query itself is one transaction (its session may be counted later).
+        per_request = ((after[0] - before[0] - 1) / samples,
+                       max(after[1] - before[1] - 1, 0) / samples)
     return BackendRun(name, cold_s * 1000, median(times), percentile(times, 95), clients,
                       len(in_window) / (window[1] - window[0]), median(in_window),
                       sum(load.errors.values()),
@@ -90,7 +91,7 @@ def render(runs: Sequence[BackendRun], seconds: float) -> str:
     """A Markdown table of the runs, and postgres/file ratios against the target."""
     lines = ["| backend | cold /uuid ms | warm /uuid p50 ms | p95 ms | "
              f"{runs[0].clients} clients req/s | loaded p50 ms | errors | "
-             "statements / request | connections / request |",
+             "statements / request | new connections / request |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
         def fmt(v: float | None) -> str:
