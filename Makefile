@@ -1,5 +1,6 @@
 # Two entry points: `make run` serves the API, `make test` runs lint, types and the test suite.
-# Both create .venv and install requirements.txt on a fresh clone; nothing else is needed.
+# Both create .venv and install requirements.txt on a fresh clone; `make test` (and `make bench`)
+# also install Debian's PostgreSQL server when it is missing and we are root (CI is).
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,11 @@ BIN := $(VENV)/bin
 # Reinstall only when the requirements or the package metadata change.
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest gunicorn clean bench
+.PHONY: run test lint typecheck pytest gunicorn clean bench postgres-server
+
+# The postgres:// tests start a throwaway server (initdb + pg_ctl on loopback, see
+# tests/pgserver.py); the package's own cluster is not created, so nothing else listens.
+PG_INITDB = $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb))
 
 run: $(STAMP)
 	$(BIN)/python infra_api.py
@@ -18,16 +23,28 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy infra offline_pulumi infra_api.py gunicorn.conf.py tests
+	$(BIN)/mypy infra offline_pulumi infra_api.py gunicorn.conf.py tests bench
 
-pytest: $(STAMP)
+pytest: $(STAMP) postgres-server
 	$(BIN)/python -m pytest
 
 gunicorn: $(STAMP)
 	$(BIN)/gunicorn -c gunicorn.conf.py infra_api:application
 
-bench: $(STAMP)
+bench: $(STAMP) postgres-server
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.backend
+
+postgres-server:
+ifeq ($(PG_INITDB),)
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	  echo "no PostgreSQL server found: run 'sudo make postgres-server' or set PG_BINDIR" >&2; \
+	  exit 1; fi
+	mkdir -p /etc/postgresql-common/createcluster.d
+	echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/50-burner-api.conf
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
+endif
 
 $(STAMP): requirements.txt setup.cfg setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -111,11 +111,11 @@ def measure_throughput(work: Path, logs: Path, venv_dir: Path, levels: tuple[int
     state_dir = work / "throughput-state"
     with Gunicorn(state_dir, venv_dir, logs / "gunicorn-throughput.log", MAX_INFLIGHT) as server:
         # Let both workers pay their one-off engine probe before any level is timed.
-        _Clients(server.port, 2).run_until_warm_then(lambda: time.sleep(1))
+        Clients(server.port, 2).run_until_warm_then(lambda: time.sleep(1))
         for clients in levels:
             cpu_before, busy_before = server.cpu_seconds(), busy_cpu_seconds()
             started = time.perf_counter()
-            load = _Clients(server.port, clients)
+            load = Clients(server.port, clients)
             window = load.run_until_warm_then(lambda: time.sleep(seconds))
             cpu = server.cpu_seconds() - cpu_before
             # What everything else on the machine used meanwhile (other jobs, and these clients).
@@ -131,7 +131,7 @@ def measure_throughput(work: Path, logs: Path, venv_dir: Path, levels: tuple[int
     return tuple(results), backend_leftovers(state_dir)
 
 
-class _Clients:
+class Clients:
     """Closed-loop client threads, each sending /uuid back to back until stopped."""
 
     def __init__(self, port: int, count: int) -> None:

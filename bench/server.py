@@ -15,13 +15,14 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 class Gunicorn:
     """``gunicorn -c gunicorn.conf.py infra_api:application`` with its own state dir."""
 
-    def __init__(self, state_dir: Path, venv_dir: Path, log: Path, max_inflight: int) -> None:
+    def __init__(self, state_dir: Path, venv_dir: Path, log: Path, max_inflight: int,
+                 **extra: str) -> None:
         self.port = free_port()
         self.log = log
         self.environ = clean_environ(
             INFRA_API_HOST="127.0.0.1", INFRA_API_PORT=str(self.port),
             INFRA_API_STATE_DIR=str(state_dir), INFRA_API_VENV_DIR=str(venv_dir),
-            INFRA_API_ENGINE="offline", INFRA_API_MAX_INFLIGHT=str(max_inflight))
+            INFRA_API_ENGINE="offline", INFRA_API_MAX_INFLIGHT=str(max_inflight), **extra)
         self.server: ServerProcess | None = None
 
     def __enter__(self) -> Gunicorn:

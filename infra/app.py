@@ -24,7 +24,7 @@ DESCRIPTION = ("Each GET on a value endpoint provisions an ephemeral Pulumi stac
 # The routes besides the value routes, with what they return (the index page lists them all).
 SERVICE_ROUTES = {
     "/healthz": "liveness",
-    "/readyz": "readiness: engine, program venv, state dir, Temporal and a polling worker",
+    "/readyz": "readiness: engine, program venv, state dir, state backend, Temporal and a polling worker",
     "/metrics": "Prometheus metrics",
     "/openapi.json": "the OpenAPI 3.1 document",
     "/programs": "the program catalog",

@@ -25,6 +25,7 @@ import yaml
 from pulumi import automation as auto
 
 from infra import logs
+from infra.backend import BackendProbe
 from infra.engine import Engine
 from infra.errors import EngineError, StateDirError
 from infra.kinds import BurnerRequest
@@ -197,6 +198,7 @@ class Burner:
         self.metrics = metrics
         self._toolchain: Toolchain | None = None
         self._lock = threading.Lock()
+        self._backend = BackendProbe(settings)
 
     def toolchain(self) -> Toolchain:
         """The state dir, passphrase and program venv, made once; later calls are free."""
@@ -206,8 +208,9 @@ class Burner:
             return self._toolchain
 
     def readiness(self) -> dict[str, bool]:
-        """Whether the engine starts, the program venv is built and the state dir is writable."""
-        return readiness(self.settings, self.engine)
+        """Whether the engine starts, the program venv is built, the state dir is writable and
+        the state backend answers."""
+        return readiness(self.settings, self.engine, self._backend)
 
     @contextmanager
     def workspace(self, stack_name: str) -> Iterator[auto.LocalWorkspace]:

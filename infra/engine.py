@@ -73,6 +73,9 @@ def select_engine(settings: Settings) -> Engine:
         # own host directory lets it stop those hosts when it stops.
         "OFFLINE_PULUMI_PROGRAM_HOST": "1",
         "OFFLINE_PULUMI_HOST_DIR": str(hosts),
+        # A postgres:// backend is used through one warm connection pool per host (in the
+        # same directory, so stopping the hosts stops it too); file:// ignores this.
+        "OFFLINE_PULUMI_STATE_PROXY": "1",
     }
     if settings.passphrase is None:
         # The generated passphrase sits in the state dir already, so caching the derived key

@@ -48,7 +48,7 @@ def build_document(auth: bool) -> dict[str, Any]:
         "/healthz": {"get": _operation("healthz", "Liveness: the process serves requests",
                                        {"200": _json("alive", _status_schema(["ok"]))}, False)},
         "/readyz": {"get": _operation("readyz", "Readiness: engine found, program venv built, "
-                                      "state directory writable",
+                                      "state directory writable, state backend reachable",
                                       {"200": _json("ready", {"$ref": "#/components/schemas/Ready"}),
                                        "503": _json("not ready yet", {"$ref": "#/components/schemas/Ready"})},
                                       auth)},

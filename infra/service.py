@@ -50,6 +50,7 @@ class Service:
             settings = self.settings
             logger.info("auth: %s", "bearer token required" if settings.token else
                         "off (INFRA_API_TOKEN is not set)")
+            logger.info("state backend: %s", settings.backend_display)
             self.catalog.programs()
             self.burner.toolchain()
             self.burner.engine.command()

@@ -8,8 +8,10 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, cast
+from urllib.parse import urlsplit
 
 from infra.errors import SecretSettingError, SettingsError
+from offline_pulumi.storage import redact_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM_DIR = PROJECT_ROOT / "burner-program"
@@ -70,16 +72,24 @@ class Settings:
     task_queue: str = DEFAULT_TASK_QUEUE
     run_worker: bool = True
     worker_concurrency: int = DEFAULT_WORKER_CONCURRENCY
+    # A shared state backend (postgres://...) for a fleet; None: file:// in the state dir.
+    # It may carry a password: never in repr, logs or errors (see backend_display).
+    backend: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def backend_dir(self) -> Path:
-        """Directory of the ``file://`` state backend."""
+        """Directory of the default ``file://`` state backend."""
         return self.state_dir / "backend"
 
     @property
     def backend_url(self) -> str:
         """The ``PULUMI_BACKEND_URL`` every workspace uses."""
-        return self.backend_dir.as_uri()
+        return self.backend or self.backend_dir.as_uri()
+
+    @property
+    def backend_display(self) -> str:
+        """The backend URL without credentials, for logs and messages."""
+        return redact_url(self.backend_url)
 
     @property
     def work_dir(self) -> Path:
@@ -121,6 +131,7 @@ class Settings:
             run_worker=_bool(environ, "INFRA_API_RUN_WORKER", True),
             worker_concurrency=_int(environ, "INFRA_API_WORKER_CONCURRENCY",
                                     DEFAULT_WORKER_CONCURRENCY, 1, 256),
+            backend=_backend(environ, "INFRA_API_BACKEND_URL"),
         )
 
 
@@ -221,6 +232,18 @@ def _name(environ: Mapping[str, str], name: str, default: str) -> str:
         return default
     if not _NAME_RE.match(raw):
         raise SettingsError(name, raw, "letters, digits, '.', '_' and '-' (at most 200)")
+    return raw
+
+
+def _backend(environ: Mapping[str, str], name: str) -> str | None:
+    raw = environ.get(name, "")
+    if raw == "":
+        return None
+    parts = urlsplit(raw)
+    postgres = parts.scheme in ("postgres", "postgresql") and bool(parts.hostname)
+    if not (postgres or (parts.scheme == "file" and len(raw) > len("file://"))):
+        raise SettingsError(name, redact_url(raw), "a file://<dir> or "
+                            "postgres://user:password@host:port/dbname URL")
     return raw
 
 

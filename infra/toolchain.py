@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from infra.backend import BackendProbe
 from infra.engine import Engine
 from infra.errors import EngineError, StateDirError
 from infra.settings import Settings
@@ -45,8 +46,9 @@ def build_toolchain(settings: Settings, engine: Engine) -> Toolchain:
     return Toolchain(venv=venv, env_vars=env_vars)
 
 
-def readiness(settings: Settings, engine: Engine) -> dict[str, bool]:
-    """Whether the engine starts, the program venv is built and the state dir is writable."""
+def readiness(settings: Settings, engine: Engine, backend: BackendProbe) -> dict[str, bool]:
+    """Whether the engine starts, the program venv is built, the state dir is writable and
+    the state backend answers."""
     try:
         engine.command()
         engine_ok = True
@@ -57,4 +59,4 @@ def readiness(settings: Settings, engine: Engine) -> dict[str, bool]:
     except OSError:
         venv_ok = False
     return {"engine": engine_ok, "program_venv": venv_ok,
-            "state_dir": writable(settings.work_dir)}
+            "state_dir": writable(settings.work_dir), "backend": backend.ready()}

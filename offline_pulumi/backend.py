@@ -1,4 +1,8 @@
-"""The file ("DIY") backend: checkpoints, history, backups and locks under ``R/.pulumi``."""
+"""The DIY backend: checkpoints, history, backups and locks under ``.pulumi/`` of a store.
+
+The layout is the CLI's; where the blobs live (a directory, a PostgreSQL table) is the
+storage driver's business (``offline_pulumi.storage``).
+"""
 
 from __future__ import annotations
 
@@ -19,10 +23,14 @@ from offline_pulumi.errors import (
     StackNotFound,
     UnsupportedError,
 )
-from offline_pulumi.fileio import write_atomic, write_json_atomic
+from offline_pulumi.fileio import dump_json
 from offline_pulumi.project import pulumi_home
+from offline_pulumi.storage import BlobNotFound, Storage, file_url_path, open_storage
 
 ORG = "organization"
+ROOT = ".pulumi"
+META = f"{ROOT}/meta.yaml"
+SCHEMES = ("file", "postgres", "postgresql")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
@@ -56,17 +64,23 @@ def parse_stack_ref(text: str, project: str) -> StackRef:
     return ref
 
 
-def resolve_backend_url(project_url: str | None, cwd: Path) -> tuple[str, Path]:
-    """The backend URL (env, project, then credentials) and the directory it names."""
+def resolve_backend_url(project_url: str | None, cwd: Path) -> tuple[str, Path | None]:
+    """The backend URL (env, project, then credentials) and, for ``file://``, its directory."""
     url = os.environ.get("PULUMI_BACKEND_URL") or project_url or _logged_in_url()
     if not url:
         raise CLIError("PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI "
-                       "sessions (the offline engine needs PULUMI_BACKEND_URL=file://<dir>)")
-    if not url.startswith("file://"):
-        raise UnsupportedError(f"the backend '{urlsplit(url).scheme}://'")
-    raw = url[len("file://"):].split("?", 1)[0]
-    path = Path.home() / raw[2:] if raw == "~" or raw.startswith("~/") else cwd / raw
-    return url, path.resolve()
+                       "sessions (the offline engine needs PULUMI_BACKEND_URL=file://<dir> "
+                       "or postgres://...)")
+    scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        raise UnsupportedError(f"the backend '{scheme}://'")
+    return url, file_url_path(url, cwd) if scheme == "file" else None
+
+
+def open_backend(project_url: str | None, cwd: Path) -> DiyBackend:
+    """The backend the environment, project or login names, with its layout created."""
+    url, _ = resolve_backend_url(project_url, cwd)
+    return DiyBackend(url, open_storage(url, cwd)).open()
 
 
 def _logged_in_url() -> str | None:
@@ -85,45 +99,66 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class FileBackend:
-    """One ``file://`` backend directory."""
+class DiyBackend:
+    """A DIY backend: the CLI's ``.pulumi/`` layout over one storage driver."""
 
-    def __init__(self, url: str, root: Path) -> None:
+    def __init__(self, url: str, storage: Storage) -> None:
         self.url = url
-        self.root = root
-        self.meta = root / ".pulumi"
+        self.storage = storage
         self.keep_backups = not _env_true("PULUMI_DIY_BACKEND_DISABLE_CHECKPOINT_BACKUPS")
-        self._remove_empty_lock_dir: Path | None = None
+        self._remove_empty_lock_dir: str | None = None
 
-    def open(self) -> FileBackend:
+    def open(self) -> DiyBackend:
         """Create the store layout on first use."""
-        meta_file = self.meta / "meta.yaml"
-        if not meta_file.exists():
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_atomic(meta_file, b"version: 1\n")
+        try:
+            self.storage.get(META)
+        except BlobNotFound:
+            self.storage.put(META, b"version: 1\n")
         return self
 
-    # -- paths -------------------------------------------------------------------------
-    def checkpoint_path(self, ref: StackRef) -> Path:
+    # -- keys --------------------------------------------------------------------------
+    @staticmethod
+    def checkpoint_key(ref: StackRef) -> str:
         """``.pulumi/stacks/<P>/<S>.json``."""
-        return self.meta / "stacks" / ref.project / f"{ref.name}.json"
+        return f"{ROOT}/stacks/{ref.project}/{ref.name}.json"
 
-    def history_dir(self, ref: StackRef) -> Path:
-        """``.pulumi/history/<P>/<S>``."""
-        return self.meta / "history" / ref.project / ref.name
+    @staticmethod
+    def history_prefix(ref: StackRef) -> str:
+        """``.pulumi/history/<P>/<S>/``."""
+        return f"{ROOT}/history/{ref.project}/{ref.name}/"
 
-    def lock_dir(self, ref: StackRef) -> Path:
-        """``.pulumi/locks/organization/<P>/<S>``."""
-        return self.meta / "locks" / ORG / ref.project / ref.name
+    @staticmethod
+    def backups_prefix(ref: StackRef) -> str:
+        """``.pulumi/backups/<P>/<S>/``."""
+        return f"{ROOT}/backups/{ref.project}/{ref.name}/"
 
-    def tags_path(self, ref: StackRef) -> Path:
+    @staticmethod
+    def lock_prefix(ref: StackRef) -> str:
+        """``.pulumi/locks/organization/<P>/<S>/``."""
+        return f"{ROOT}/locks/{ORG}/{ref.project}/{ref.name}/"
+
+    @staticmethod
+    def tags_key(ref: StackRef) -> str:
         """``.pulumi/stacks/<P>/<S>.pulumi-tags``."""
-        return self.meta / "stacks" / ref.project / f"{ref.name}.pulumi-tags"
+        return f"{ROOT}/stacks/{ref.project}/{ref.name}.pulumi-tags"
+
+    def read_tags(self, ref: StackRef) -> dict[str, str]:
+        """The stack's tags (none yet: empty)."""
+        try:
+            tags: dict[str, str] = json.loads(self.storage.get(self.tags_key(ref)))
+        except (BlobNotFound, ValueError):
+            return {}
+        return tags
+
+    def write_tags(self, ref: StackRef, tags: dict[str, str]) -> None:
+        """Replace the stack's tags."""
+        self.storage.put(self.tags_key(ref), dump_json(tags).encode())
 
     # -- stacks ------------------------------------------------------------------------
     def exists(self, ref: StackRef) -> bool:
         """Whether the stack has a checkpoint."""
-        return self.checkpoint_path(ref).is_file()
+        key = self.checkpoint_key(ref)
+        return key in self.storage.list(key)
 
     def require(self, ref: StackRef) -> None:
         """Raise StackNotFound unless the stack exists."""
@@ -139,8 +174,8 @@ class FileBackend:
     def read_latest(self, ref: StackRef) -> dict[str, Any] | None:
         """The stack's latest deployment (None when never deployed); raise if missing."""
         try:
-            data = json.loads(self.checkpoint_path(ref).read_bytes())
-        except FileNotFoundError:
+            data = json.loads(self.storage.get(self.checkpoint_key(ref)))
+        except BlobNotFound:
             raise StackNotFound(ref.name) from None
         except ValueError as exc:
             raise CLIError(f"the checkpoint of stack '{ref.name}' is corrupt: {exc}") from exc
@@ -152,34 +187,38 @@ class FileBackend:
         self._write_checkpoint(ref, latest, backup=self.keep_backups)
 
     def _write_checkpoint(self, ref: StackRef, latest: dict[str, Any], backup: bool) -> None:
-        path = self.checkpoint_path(ref)
-        if backup and path.exists():
-            bak = path.with_name(path.name + ".bak")
-            tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.bak")
-            os.link(path, tmp)
-            os.replace(tmp, bak)
-        checkpoint = {"version": 3, "checkpoint": {"stack": ref.fqn, "latest": latest}}
-        write_json_atomic(path, checkpoint)
+        key = self.checkpoint_key(ref)
+        if backup:
+            with suppress(BlobNotFound):
+                self.storage.copy(key, key + ".bak")
+        self.storage.put(key, checkpoint_bytes(ref, latest))
 
     def list_stacks(self, project: str | None) -> list[StackRef]:
         """Stacks of one project (or all), sorted by name."""
-        base = self.meta / "stacks"
-        pattern = f"{project}/*.json" if project else "*/*.json"
-        refs = [StackRef(p.parent.name, p.name[: -len(".json")]) for p in base.glob(pattern)]
+        base = f"{ROOT}/stacks/"
+        refs = []
+        for key in self.storage.list(base + (f"{project}/" if project else "")):
+            rel = key[len(base):]
+            if rel.endswith(".json") and rel.count("/") == 1:
+                folder, file = rel.split("/")
+                refs.append(StackRef(folder, file[: -len(".json")]))
         return sorted(refs, key=lambda r: (r.name, r.project))
 
     def remove(self, ref: StackRef) -> None:
         """Delete the stack's checkpoint, tags and history."""
-        path = self.checkpoint_path(ref)
+        key = self.checkpoint_key(ref)
         if self.keep_backups:
-            os.replace(path, path.with_name(path.name + ".bak"))
+            self.storage.copy(key, key + ".bak")
         else:
-            path.unlink()
-            path.with_name(path.name + ".bak").unlink(missing_ok=True)
-        self.tags_path(ref).unlink(missing_ok=True)
-        _remove_tree(self.history_dir(ref))
+            self.storage.delete(key + ".bak")
+        self.storage.delete(key)
+        self.storage.delete(self.tags_key(ref))
+        history = self.history_prefix(ref)
+        for entry in self.storage.list(history):
+            self.storage.delete(entry)
+        self.storage.remove_empty(history)
         # The lock held while removing is released after this; its empty directory is not.
-        self._remove_empty_lock_dir = self.lock_dir(ref)
+        self._remove_empty_lock_dir = self.lock_prefix(ref)
 
     def rename(self, old: StackRef, new: StackRef) -> None:
         """Move a stack to a new name (and project), rewriting the URNs of its resources.
@@ -194,73 +233,81 @@ class FileBackend:
             if latest is not None:
                 latest = json.loads(_renamed_urns(json.dumps(latest), old, new))
             self._write_checkpoint(new, latest or {}, backup=False)
-            path = self.checkpoint_path(old)
+            key = self.checkpoint_key(old)
             if self.keep_backups:
-                os.replace(path, path.with_name(path.name + ".bak"))
-            else:
-                path.unlink()
-            if self.tags_path(old).exists():
-                os.replace(self.tags_path(old), self.tags_path(new))
-            if self.history_dir(old).is_dir():
-                self.history_dir(new).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.history_dir(old), self.history_dir(new))
-            self._remove_empty_lock_dir = self.lock_dir(old)
+                self.storage.copy(key, key + ".bak")
+            self.storage.delete(key)
+            self._move(self.tags_key(old), self.tags_key(new))
+            old_history, new_history = self.history_prefix(old), self.history_prefix(new)
+            for entry in self.storage.list(old_history):
+                self._move(entry, new_history + entry[len(old_history):])
+            self.storage.remove_empty(old_history)
+            self._remove_empty_lock_dir = self.lock_prefix(old)
+
+    def _move(self, source: str, target: str) -> None:
+        """Copy a blob to a new key and delete the old one (nothing to do if it is absent)."""
+        try:
+            self.storage.copy(source, target)
+        except BlobNotFound:
+            return
+        self.storage.delete(source)
 
     # -- history and backups -----------------------------------------------------------
     def add_history(self, ref: StackRef, info: dict[str, Any], latest: dict[str, Any]) -> None:
         """Record a finished operation and a copy of its checkpoint."""
         stamp = time.time_ns()
-        directory = self.history_dir(ref)
-        write_json_atomic(directory / f"{ref.name}-{stamp}.history.json", info)
-        checkpoint = {"version": 3, "checkpoint": {"stack": ref.fqn, "latest": latest}}
-        write_json_atomic(directory / f"{ref.name}-{stamp}.checkpoint.json", checkpoint)
+        history = self.history_prefix(ref)
+        self.storage.put(f"{history}{ref.name}-{stamp}.history.json", dump_json(info).encode())
+        checkpoint = checkpoint_bytes(ref, latest)
+        self.storage.put(f"{history}{ref.name}-{stamp}.checkpoint.json", checkpoint)
         if self.keep_backups:
-            backup = self.meta / "backups" / ref.project / ref.name / f"{ref.name}.{stamp}.json"
-            write_json_atomic(backup, checkpoint)
+            self.storage.put(f"{self.backups_prefix(ref)}{ref.name}.{stamp}.json", checkpoint)
 
     def read_history(self, ref: StackRef) -> list[dict[str, Any]]:
         """Every recorded operation, newest first."""
-        files = sorted(self.history_dir(ref).glob("*.history.json"),
-                       key=lambda p: int(p.name.rsplit("-", 1)[1].split(".")[0]), reverse=True)
-        return [json.loads(p.read_bytes()) for p in files]
+        keys = [k for k in self.storage.list(self.history_prefix(ref), "/")
+                if k.endswith(".history.json")]
+        keys.sort(key=lambda k: int(k.rsplit("-", 1)[1].split(".")[0]), reverse=True)
+        return [json.loads(self.storage.get(k)) for k in keys]
 
     # -- locks -------------------------------------------------------------------------
     @contextmanager
-    def lock(self, ref: StackRef) -> Iterator[Path]:
+    def lock(self, ref: StackRef) -> Iterator[str]:
         """Hold the stack's lock; raise StackLocked if another process holds it."""
-        directory = self.lock_dir(ref)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = self.lock_prefix(ref)
         import uuid
 
-        own = directory / f"{uuid.uuid4()}.json"
-        self._raise_if_locked(directory, own)
-        content = {"pid": os.getpid(), "username": _username(),
-                   "hostname": os.uname().nodename, "timestamp": now_rfc3339()}
-        write_json_atomic(own, content)
-        try:
+        own = f"{directory}{uuid.uuid4()}.json"
+        # Among our own engines, one at a time runs list-write-list; the lock files alone
+        # (what a real CLI sees and honours) can make two racing writers both fail.
+        with self.storage.exclusive(directory):
             self._raise_if_locked(directory, own)
-        except StackLocked:
-            own.unlink(missing_ok=True)
-            raise
+            content = {"pid": os.getpid(), "username": _username(),
+                       "hostname": os.uname().nodename, "timestamp": now_rfc3339()}
+            self.storage.put(own, dump_json(content).encode())
+            try:
+                self._raise_if_locked(directory, own)
+            except StackLocked:
+                self.storage.delete(own)
+                raise
         try:
             yield own
         finally:
-            own.unlink(missing_ok=True)
+            self.storage.delete(own)
             if self._remove_empty_lock_dir == directory:
-                with suppress(OSError):
-                    directory.rmdir()
+                self.storage.remove_empty(directory)
 
-    def _raise_if_locked(self, directory: Path, own: Path) -> None:
-        others = [p for p in directory.glob("*.json") if p != own]
+    def _raise_if_locked(self, directory: str, own: str) -> None:
+        others = [k for k in self.storage.list(directory, "/") if k.endswith(".json") and k != own]
         if not others:
             return
         lines = []
-        for path in others:
+        for key in others:
             try:
-                info = json.loads(path.read_bytes())
-            except (OSError, ValueError):
+                info = json.loads(self.storage.get(key))
+            except (BlobNotFound, ValueError):
                 info = {}
-            lines.append(f"  file://{path}: created by {info.get('username', '?')}@"
+            lines.append(f"  {self.storage.location(key)}: created by {info.get('username', '?')}@"
                          f"{info.get('hostname', '?')} (pid {info.get('pid', '?')}) at "
                          f"{info.get('timestamp', '?')}")
         raise StackLocked(
@@ -270,11 +317,19 @@ class FileBackend:
 
     def clear_locks(self, ref: StackRef) -> int:
         """Delete every lock file of the stack; return how many there were."""
-        count = 0
-        for path in self.lock_dir(ref).glob("*.json"):
-            path.unlink(missing_ok=True)
-            count += 1
-        return count
+        keys = [k for k in self.storage.list(self.lock_prefix(ref), "/") if k.endswith(".json")]
+        for key in keys:
+            self.storage.delete(key)
+        return len(keys)
+
+
+# The name the engine's other modules know the backend by.
+FileBackend = DiyBackend
+
+
+def checkpoint_bytes(ref: StackRef, latest: dict[str, Any]) -> bytes:
+    """A stack's checkpoint file, exactly as every driver stores it."""
+    return dump_json({"version": 3, "checkpoint": {"stack": ref.fqn, "latest": latest}}).encode()
 
 
 def _renamed_urns(text: str, old: StackRef, new: StackRef) -> str:
@@ -301,9 +356,3 @@ def _username() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

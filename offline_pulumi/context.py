@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from offline_pulumi.args import Parsed
-from offline_pulumi.backend import ORG, FileBackend, StackRef, parse_stack_ref, resolve_backend_url
+from offline_pulumi.backend import ORG, DiyBackend, StackRef, open_backend, parse_stack_ref
 from offline_pulumi.errors import CLIError, UnsupportedError
 from offline_pulumi.fileio import write_json_atomic
 from offline_pulumi.project import PROJECT_FILES, Project, load_project, pulumi_home
@@ -34,10 +34,9 @@ class Context:
         return load_project(self.cwd)
 
     @cached_property
-    def backend(self) -> FileBackend:
-        """The opened file backend."""
-        url, root = resolve_backend_url(self.project.backend_url, self.cwd)
-        return FileBackend(url, root).open()
+    def backend(self) -> DiyBackend:
+        """The opened backend (``file://`` or ``postgres://``)."""
+        return open_backend(self.project.backend_url, self.cwd)
 
     # -- stack selection ---------------------------------------------------------------
     def _selection_file(self) -> Path:

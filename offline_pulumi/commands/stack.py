@@ -296,22 +296,18 @@ def import_(parsed: Parsed) -> None:
     print("Import complete.")
 
 
-def _tags(context: Context) -> tuple[StackRef, Path, dict[str, str]]:
+def _tags(context: Context) -> tuple[StackRef, dict[str, str]]:
     ref = context.stack_ref()
     context.backend.require(ref)
-    path = context.backend.tags_path(ref)
-    try:
-        tags = json.loads(path.read_text())
-    except (OSError, ValueError):
-        tags = {}
+    tags = context.backend.read_tags(ref)
     tags.setdefault("pulumi:project", context.project.name)
     tags.setdefault("pulumi:runtime", context.project.runtime)
-    return ref, path, tags
+    return ref, tags
 
 
 def tag_get(parsed: Parsed) -> None:
     """Print one tag's value."""
-    _, _, tags = _tags(Context(parsed))
+    _, tags = _tags(Context(parsed))
     name = _one_positional(parsed, "tag name")
     if name not in tags:
         raise CLIError(f"stack tag '{name}' not found")
@@ -320,23 +316,25 @@ def tag_get(parsed: Parsed) -> None:
 
 def tag_set(parsed: Parsed) -> None:
     """Set one tag."""
-    _, path, tags = _tags(Context(parsed))
+    context = Context(parsed)
+    ref, tags = _tags(context)
     if len(parsed.positionals) != 2:
         raise CLIError("stack tag set needs a name and a value")
     tags[parsed.positionals[0]] = parsed.positionals[1]
-    write_json_atomic(path, tags)
+    context.backend.write_tags(ref, tags)
 
 
 def tag_rm(parsed: Parsed) -> None:
     """Remove one tag."""
-    _, path, tags = _tags(Context(parsed))
+    context = Context(parsed)
+    ref, tags = _tags(context)
     tags.pop(_one_positional(parsed, "tag name"), None)
-    write_json_atomic(path, tags)
+    context.backend.write_tags(ref, tags)
 
 
 def tag_ls(parsed: Parsed) -> None:
     """Print every tag as JSON."""
-    _, _, tags = _tags(Context(parsed))
+    _, tags = _tags(Context(parsed))
     print(dump_json(dict(sorted(tags.items())), indent=2))
 
 

@@ -28,7 +28,7 @@ def make_environ(state_dir: Path, **extra: str) -> dict[str, str]:
 
 def burner_stacks(settings: Settings) -> list[str]:
     """Names of the burner stacks in the settings' backend, listed through the Automation API."""
-    if not settings.backend_dir.exists():
+    if settings.backend is None and not settings.backend_dir.exists():
         return []
     work_dir = settings.state_dir / "list-workspace"
     work_dir.mkdir(parents=True, exist_ok=True)

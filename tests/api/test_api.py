@@ -28,7 +28,7 @@ class FakeOperations:
     def __init__(self, error: Exception | None = None) -> None:
         self.requests: list[BurnerRequest] = []
         self.error = error
-        self.checks = {"engine": True, "program_venv": True, "state_dir": True}
+        self.checks = {"engine": True, "program_venv": True, "state_dir": True, "backend": True}
 
     def readiness(self) -> dict[str, bool]:
         return dict(self.checks)
@@ -283,6 +283,8 @@ def test_full_slots_answer_503_with_retry_after_and_create_nothing(tmp_path):
     ({"engine": False, "program_venv": True, "state_dir": True}, 503, "not_ready"),
     ({"engine": True, "program_venv": False, "state_dir": True}, 503, "not_ready"),
     ({"engine": True, "program_venv": True, "state_dir": False}, 503, "not_ready"),
+    ({"engine": True, "program_venv": True, "state_dir": True, "backend": False}, 503,
+     "not_ready"),
 ])
 def test_readyz_is_503_until_every_check_passes(client, burner, checks, status, state):
     burner.checks = checks

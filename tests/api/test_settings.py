@@ -58,12 +58,31 @@ def test_values_are_parsed(tmp_path):
     ("INFRA_API_REAP_INTERVAL", "0"),
     ("INFRA_API_CANCEL_GRACE", "never"),
     ("INFRA_API_ORPHAN_AGE", "200"),
+    ("INFRA_API_BACKEND_URL", "s3://bucket"),
+    ("INFRA_API_BACKEND_URL", "postgres:///db"),
+    ("INFRA_API_BACKEND_URL", "file://"),
 ])
 def test_bad_value_names_the_variable(variable, value):
     with pytest.raises(SettingsError) as info:
         Settings.from_environ({variable: value})
     assert info.value.variable == variable
     assert variable in str(info.value) and repr(value) in str(info.value)
+
+
+def test_backend_url_is_passed_on_and_shown_without_its_password(tmp_path):
+    assert Settings.from_environ({}).backend_url == (PROJECT_ROOT / ".state" / "backend").as_uri()
+    url = "postgres://burner:s3cret-pw@db.internal:5432/state?sslmode=require&table=t"
+    settings = Settings.from_environ({"INFRA_API_BACKEND_URL": url})
+    assert settings.backend_url == url
+    assert settings.backend_display == (
+        "postgres://burner:***@db.internal:5432/state?sslmode=require&table=t")
+    assert "s3cret-pw" not in repr(settings)
+
+
+def test_a_bad_backend_url_is_refused_without_echoing_its_password():
+    with pytest.raises(SettingsError) as info:
+        Settings.from_environ({"INFRA_API_BACKEND_URL": "mysql://u:hunter2@db/x"})
+    assert "INFRA_API_BACKEND_URL" in str(info.value) and "hunter2" not in str(info.value)
 
 
 def test_cli_engine_without_pulumi_on_path_is_a_startup_error(monkeypatch, tmp_path):

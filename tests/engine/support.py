@@ -1,7 +1,9 @@
 """Fixtures and helpers for the offline engine's end-to-end tests (``conftest.py`` registers the fixtures).
 
-Every test gets its own backend state dir, ``PULUMI_HOME`` and project copy under ``tmp_path``;
-the engine is driven only through the unmodified ``pulumi.automation`` client.
+Every test gets its own backend (a state dir, or a table of the session's PostgreSQL),
+``PULUMI_HOME`` and project copy under ``tmp_path``; the engine is driven only through the
+unmodified ``pulumi.automation`` client. A module runs against both storage drivers with
+``pytestmark = BOTH_BACKENDS``; the others use ``file://``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,13 @@ import pytest
 from pulumi import automation as auto
 
 import offline_pulumi
+from offline_pulumi.storage import Storage, open_storage, proxy
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 PASSPHRASE = "engine-test-passphrase"
 _COUNTER = itertools.count()
+BACKENDS = ("file", "postgres")
+BOTH_BACKENDS = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 
 
 def pulumi_yaml(name: str) -> str:
@@ -37,14 +42,12 @@ def pulumi_yaml(name: str) -> str:
 
 @dataclass(frozen=True)
 class Engine:
-    """One isolated backend (state dir + PULUMI_HOME) and the shared offline command."""
+    """One isolated backend (state dir or table + PULUMI_HOME) and the shared offline command."""
 
     command: auto.PulumiCommand
     root: Path
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state"
+    backend_url: str
+    storage: Storage
 
     @property
     def home(self) -> Path:
@@ -52,9 +55,21 @@ class Engine:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"PULUMI_BACKEND_URL": f"file://{self.state}",
+        # postgres:// as the service runs it: through the state proxy (the first command of
+        # each test, before the proxy is up, uses the database directly).
+        # A proxy that a late command starts after close() ends 5 s after its last call.
+        proxy = ({"OFFLINE_PULUMI_STATE_PROXY": "1", "OFFLINE_PULUMI_PROGRAM_HOST_IDLE": "5"}
+                 if self.backend_url.startswith("postgres") else {})
+        return {"PULUMI_BACKEND_URL": self.backend_url,
                 "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-                "PULUMI_HOME": str(self.home)}
+                "PULUMI_HOME": str(self.home), **proxy}
+
+    def close(self) -> None:
+        """Close our storage client and stop the backend's state proxy, if one runs."""
+        self.storage.close()
+        path = proxy.socket_path(self.backend_url)
+        if path is not None:
+            path.unlink(missing_ok=True)  # the proxy exits within a second
 
     def opts(self, **kwargs: Any) -> auto.LocalWorkspaceOptions:
         return auto.LocalWorkspaceOptions(pulumi_command=self.command, env_vars=self.env, **kwargs)
@@ -76,26 +91,32 @@ class Engine:
             stack.set_all_config({k: auto.ConfigValue(v) for k, v in config.items()})
         return stack
 
-    def state_files(self) -> list[Path]:
-        return sorted(p for p in self.state.rglob("*") if p.is_file())
+    def state_blobs(self, prefix: str = "") -> list[bytes]:
+        """Every blob the backend holds (under ``prefix``)."""
+        return [self.storage.get(key) for key in self.storage.list(prefix)]
 
-    def checkpoint_path(self, stack: auto.Stack) -> Path:
-        """Where the file backend keeps the stack's current checkpoint."""
+    def checkpoint_key(self, stack: auto.Stack) -> str:
+        """The backend key of the stack's current checkpoint."""
         project = stack.workspace.project_settings().name
-        return self.state / ".pulumi" / "stacks" / project / f"{stack.name}.json"
+        return f".pulumi/stacks/{project}/{stack.name}.json"
+
+    def checkpoint_text(self, stack: auto.Stack) -> str:
+        return self.storage.get(self.checkpoint_key(stack)).decode()
 
     def checkpoint(self, stack: auto.Stack) -> dict[str, Any]:
-        """The stack's checkpoint file, parsed."""
-        data: dict[str, Any] = json.loads(self.checkpoint_path(stack).read_text())
+        """The stack's checkpoint, parsed."""
+        data: dict[str, Any] = json.loads(self.checkpoint_text(stack))
         return data
 
-    def lock_dir(self, stack: auto.Stack) -> Path:
+    def locks(self, stack: auto.Stack) -> list[str]:
+        """The keys of the stack's lock files."""
         project = stack.workspace.project_settings().name
-        return self.state / ".pulumi" / "locks" / "organization" / project / stack.name
+        return self.storage.list(f".pulumi/locks/organization/{project}/{stack.name}/", "/")
 
-    def locks(self, stack: auto.Stack) -> list[Path]:
-        directory = self.lock_dir(stack)
-        return sorted(directory.glob("*.json")) if directory.is_dir() else []
+    def lock_info(self, key: str) -> dict[str, Any]:
+        """What a lock file says about its holder (pid, hostname, ...)."""
+        info: dict[str, Any] = json.loads(self.storage.get(key))
+        return info
 
 
 def unique_stack(prefix: str = "s") -> str:
@@ -118,17 +139,34 @@ def engine_command_fixture() -> auto.PulumiCommand:
     return offline_pulumi.pulumi_command()
 
 
-def make_engine(command: auto.PulumiCommand, root: Path) -> Engine:
-    """An Engine on fresh state and home dirs under ``root``."""
-    (root / "state").mkdir()
+def make_engine(command: auto.PulumiCommand, root: Path, backend_url: str | None = None) -> Engine:
+    """An Engine on a fresh home dir under ``root`` and a fresh backend (default: ``root/state``)."""
     (root / "home").mkdir()
-    return Engine(command, root)
+    url = backend_url or f"file://{root / 'state'}"
+    return Engine(command, root, url, open_storage(url, root))
+
+
+@pytest.fixture(scope="session", name="backend")
+def backend_fixture(request: pytest.FixtureRequest) -> str:
+    """The storage driver under test: ``file`` unless a module asks for both."""
+    return str(getattr(request, "param", "file"))
+
+
+def backend_url(request: pytest.FixtureRequest, backend: str) -> str | None:
+    """A fresh backend URL of that driver (a new table for postgres; None: a temp dir)."""
+    if backend == "file":
+        return None
+    server = request.getfixturevalue("postgres_server")
+    return str(server.url(table=f"state_{next(_COUNTER)}_{time.monotonic_ns() % 10**9}"))
 
 
 @pytest.fixture(name="engine")
-def engine_fixture(engine_command: auto.PulumiCommand, tmp_path: Path) -> Engine:
+def engine_fixture(engine_command: auto.PulumiCommand, tmp_path: Path, backend: str,
+                   request: pytest.FixtureRequest) -> Iterator[Engine]:
     """An isolated backend for one test."""
-    return make_engine(engine_command, tmp_path)
+    engine = make_engine(engine_command, tmp_path, backend_url(request, backend))
+    yield engine
+    engine.close()
 
 
 def stdout_of(error: auto.CommandError) -> str:

@@ -210,7 +210,7 @@ def test_new_generate_only_fills_in_a_local_template(engine: Engine, tmp_path: P
     assert "description: A minimal test template" in project
     assert "template:" not in project
     assert "The made-here program" in (target / "__main__.py").read_text()
-    assert list(engine.state.rglob("*.json")) == []
+    assert engine.storage.list(".pulumi/stacks/") == []
 
     with pytest.raises(auto.CommandError, match="is not empty"):
         workspace.new(str(TEMPLATES / "minimal"), name="again", dir=str(target),

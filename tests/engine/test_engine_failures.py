@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,16 @@ from pulumi.automation import errors as auto_errors
 
 from tests.harness import wait_for
 from tests.engine.support import (
+    BOTH_BACKENDS,
     Engine,
+    backend_url,
     make_engine,
     plain_outputs,
     stderr_of,
     stdout_of,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, BOTH_BACKENDS]
 
 BASIC_RESOURCES = 4
 
@@ -85,9 +86,11 @@ FAILURES = {
 
 @pytest.fixture(scope="module", params=list(FAILURES))
 def failed_update(request: pytest.FixtureRequest, engine_command: auto.PulumiCommand,
-                  tmp_path_factory: pytest.TempPathFactory) -> FailedUpdate:
+                  tmp_path_factory: pytest.TempPathFactory, backend: str
+                  ) -> Iterator[FailedUpdate]:
     broken_config = FAILURES[request.param][0]
-    engine = make_engine(engine_command, tmp_path_factory.mktemp("failed-update"))
+    engine = make_engine(engine_command, tmp_path_factory.mktemp("failed-update"),
+                         backend_url(request, backend))
     stack = engine.stack("basic")
     good = stack.up()
     before = resources(stack)
@@ -95,8 +98,9 @@ def failed_update(request: pytest.FixtureRequest, engine_command: auto.PulumiCom
     with pytest.raises(auto.CommandError) as raised:
         stack.up()
     assert engine.locks(stack) == []
-    return FailedUpdate(stack, broken_config, good, before, raised.value, stack.outputs(),
-                        resources(stack))
+    yield FailedUpdate(stack, broken_config, good, before, raised.value, stack.outputs(),
+                       resources(stack))
+    engine.close()
 
 
 def test_failed_up_raises_the_mapped_error_naming_the_problem(failed_update: FailedUpdate) -> None:
@@ -196,7 +200,7 @@ def test_killed_update_keeps_its_lock_until_cancel(engine: Engine) -> None:
 
     doomed = Background(stack.up)
     [lock] = wait_for(lambda: engine.locks(stack), what="the update's lock file")
-    pid = json.loads(lock.read_text())["pid"]
+    pid = engine.lock_info(lock)["pid"]
     assert "pulumi" in Path(f"/proc/{pid}/cmdline").read_text()
     # The program (sleeping) must be running, so the kill lands mid-update.
     wait_for(lambda: descendants(pid), what="the program process")
@@ -234,14 +238,14 @@ def test_secrets_never_stored_in_plain_text(engine: Engine) -> None:
     stack.destroy()
 
     config_file = Path(stack.workspace.work_dir) / f"Pulumi.{stack.name}.yaml"
-    files = [*engine.state_files(), config_file]
-    assert len(files) > 5  # checkpoints, backups, history
-    leaks = [(path, secret) for path in files for secret in (password, config_secret)
-             if secret.encode() in path.read_bytes()]
+    blobs = [*engine.state_blobs(), config_file.read_bytes()]
+    assert len(blobs) > 5  # checkpoints, backups, history
+    leaks = [(blob[:80], secret) for blob in blobs for secret in (password, config_secret)
+             if secret.encode() in blob]
     assert leaks == []
     [latest_update] = [h for h in stack.history() if h.kind == "update"]
     project = stack.workspace.project_settings().name
     token = latest_update.config[f"{project}:token"]
     assert (token.value, token.secret) == (config_secret, True)
-    history_text = "".join(p.read_text() for p in files if ".pulumi" in p.parts and "history" in p.parts)
+    history_text = b"".join(engine.state_blobs(".pulumi/history/")).decode()
     assert up.outputs["str"].value in history_text

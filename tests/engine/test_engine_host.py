@@ -52,7 +52,6 @@ def test_host_runs_later_programs_with_the_same_results(engine: Engine, monkeypa
 
 def test_a_hosted_program_ends_when_its_engine_is_killed(engine: Engine, monkeypatch,
                                                           short_tmp):
-    import json
     import os
     import signal
     import threading
@@ -81,7 +80,7 @@ def test_a_hosted_program_ends_when_its_engine_is_killed(engine: Engine, monkeyp
     thread = threading.Thread(target=doomed_up)
     thread.start()
     [lock] = wait_for(lambda: engine.locks(stack), what="the update's lock file")
-    engine_pid = json.loads(lock.read_text())["pid"]
+    engine_pid = engine.lock_info(lock)["pid"]
     [program] = wait_for(lambda: host.children(), what="the hosted program")
     os.kill(engine_pid, signal.SIGKILL)
     thread.join(30)

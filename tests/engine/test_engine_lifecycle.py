@@ -16,11 +16,14 @@ from pulumi import automation as auto
 from pulumi.automation import OpType
 
 from tests.engine.support import (
+    BOTH_BACKENDS,
     Engine,
     plain_outputs,
     secret_keys,
     unique_stack,
 )
+
+pytestmark = BOTH_BACKENDS
 
 # basic program: the Stack resource + RandomId + RandomString + RandomPassword.
 BASIC_RESOURCES = 4

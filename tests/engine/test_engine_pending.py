@@ -47,13 +47,12 @@ def test_a_leftover_pending_create_is_reported_then_cleared_by_refresh(engine: E
     stack = engine.stack("basic")
     stack.up()
     # What a killed engine leaves: an operation that started and never finished.
-    path = engine.checkpoint_path(stack)
-    checkpoint = json.loads(path.read_text())
+    checkpoint = engine.checkpoint(stack)
     orphan: dict[str, Any] = {"urn": f"urn:pulumi:{stack.name}::e2e-basic::{RANDOM_ID}::lost",
               "custom": True, "type": RANDOM_ID, "inputs": {"byteLength": 4}}
     checkpoint["checkpoint"]["latest"]["pending_operations"] = [
         {"resource": orphan, "type": "creating"}]
-    path.write_text(json.dumps(checkpoint))
+    engine.storage.put(engine.checkpoint_key(stack), json.dumps(checkpoint).encode())
 
     events: list[auto.EngineEvent] = []
     result = stack.up(on_event=events.append)

@@ -150,7 +150,7 @@ def test_random_bytes(out) -> None:
 
 def test_secret_outputs_are_encrypted_in_the_checkpoint(deployed, out) -> None:
     engine, stack = deployed[0], deployed[1]
-    text = engine.checkpoint_path(stack).read_text()
+    text = engine.checkpoint_text(stack)
     # (RandomBytes' base64 is also its resource ID, which Pulumi never treats as secret.)
     for value in (out["password"], out["password_meta"]["bcrypt"], out["bytes_hex"]):
         assert value not in text

@@ -258,7 +258,7 @@ def test_stack_reference_reads_outputs_and_keeps_secrets_secret(engine: Engine) 
     assert result.outputs["token"].value == "very-secret-token"
     assert result.outputs["token"].secret is True
     assert result.outputs["org"].value == "organization"
-    assert "very-secret-token" not in engine.checkpoint_path(consumer).read_text()
+    assert "very-secret-token" not in engine.checkpoint_text(consumer)
     assert consumer.up().summary.resource_changes == {"same": 2}
 
 
