@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offline_pulumi.args import Parsed
 from offline_pulumi.context import Context
-from offline_pulumi.crypto import Crypter
 from offline_pulumi.errors import EXIT_CONFIG_ERROR, CLIError, UnsupportedError
 from offline_pulumi.fileio import dump_json
 from offline_pulumi.stackconfig import (
@@ -21,6 +20,9 @@ from offline_pulumi.stackconfig import (
     remove_path,
     set_path,
 )
+
+if TYPE_CHECKING:
+    from offline_pulumi.crypto import Crypter
 
 
 class _Stack:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import subprocess
 import sys
 from contextlib import suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from offline_pulumi.args import Parsed
 from offline_pulumi.context import Context
 from offline_pulumi.errors import CLIError, UnsupportedError
 from offline_pulumi.version import VERSION
+
+if TYPE_CHECKING:
+    from subprocess import CompletedProcess
 
 
 def version(parsed: Parsed) -> None:
@@ -30,6 +32,8 @@ def whoami(parsed: Parsed) -> None:
     with suppress(CLIError):  # whoami works outside a project
         project_url = context.project.backend_url
     url, _ = resolve_backend_url(project_url, context.cwd)
+    import getpass
+
     user = getpass.getuser()
     if parsed.has("json"):
         print(json.dumps({"user": user, "url": url}, indent=2))
@@ -93,6 +97,9 @@ def install(parsed: Parsed) -> None:
         return
     venv = Path(venv_option) if os.path.isabs(venv_option) else project.root / venv_option
     python = venv / "bin" / "python"
+    # Imported here: every command imports this module, only install runs processes.
+    import subprocess
+
     if parsed.has("reinstall") or not python.exists():
         _check(subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)]), "venv")
     requirements = project.program_dir / "requirements.txt"
@@ -102,7 +109,7 @@ def install(parsed: Parsed) -> None:
     print(f"Finished installing dependencies into {venv}")
 
 
-def _check(result: subprocess.CompletedProcess[bytes], what: str) -> None:
+def _check(result: CompletedProcess[bytes], what: str) -> None:
     if result.returncode != 0:
         raise CLIError(f"{what} failed with exit code {result.returncode}")
 
