@@ -52,4 +52,4 @@ $(STAMP): requirements.txt setup.cfg setup.py
 	touch $(STAMP)
 
 clean:
-	rm -rf .state .mypy_cache .pytest_cache .ruff_cache *.egg-info
+	rm -rf .state .cache .mypy_cache .pytest_cache .ruff_cache *.egg-info
