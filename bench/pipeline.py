@@ -56,6 +56,7 @@ def run_pipeline(runs: int, venv_dir: Path) -> PipelineStats:
             totals.append(result.duration_ms)
             for phase in result.phases:
                 per_phase.setdefault(phase.name, []).append(phase.duration_ms)
+        select_engine(settings).stop_helpers()
     return PipelineStats(
         runs=runs,
         phase_ms={name: median(values) for name, values in per_phase.items()},

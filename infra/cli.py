@@ -77,7 +77,11 @@ def _burn(args: argparse.Namespace) -> int:
     raw = dict(_split_param(param) for param in args.params)
     request = parse_request(args.kind, raw)
     settings = Settings.from_environ()
-    result = Burner(settings, select_engine(settings)).run(request)
+    burner = Burner(settings, select_engine(settings))
+    try:
+        result = burner.run(request)
+    finally:
+        burner.engine.stop_helpers()  # nothing of a one-off run outlives it
     if args.json:
         print(json.dumps(render(request, result), indent=2))
     else:

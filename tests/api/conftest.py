@@ -24,11 +24,12 @@ def live_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def live_burner(live_settings: Settings) -> Burner:
+def live_burner(live_settings: Settings) -> Iterator[Burner]:
     """The real steps (real pulumi.automation, offline engine, real program), run in-process."""
     burner = Burner(live_settings, select_engine(live_settings))
     burner.toolchain()
-    return burner
+    yield burner
+    burner.engine.stop_helpers()
 
 
 @pytest.fixture(scope="session")
