@@ -10,6 +10,7 @@ import pytest
 
 import infra_api
 from infra.basic import Burner
+from infra.embedded import EmbeddedTemporal
 from infra.engine import select_engine
 from infra.service import Service
 from infra.settings import Settings
@@ -54,3 +55,14 @@ def server_environ(tmp_path: Path) -> dict[str, str]:
     """Environment for a server process: its own state dir and port, the shared venv."""
     return make_environ(tmp_path / "state", INFRA_API_HOST="127.0.0.1",
                         INFRA_API_PORT=str(free_port()))
+
+
+@pytest.fixture(scope="session")
+def temporal_address(tmp_path_factory) -> Iterator[str]:
+    """A Temporal dev server shared by the tests that run API nodes and workers apart (a fresh
+    task queue each keeps their work apart)."""
+    server = EmbeddedTemporal(tmp_path_factory.mktemp("temporal"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import subprocess
 from pathlib import Path
 
 import psutil
@@ -10,7 +13,13 @@ from pulumi import automation as auto
 from infra.basic import project_name
 from infra.engine import select_engine
 from infra.settings import PROJECT_ROOT, Settings
-from tests.harness import GUNICORN, PYTHON, SHARED_VENV_DIR  # noqa: F401 - re-exported
+from tests.harness import (  # noqa: F401 - GUNICORN and SHARED_VENV_DIR re-exported
+    GUNICORN,
+    PYTHON,
+    SHARED_VENV_DIR,
+    get_json,
+    wait_for,
+)
 
 PASSPHRASE = "test-passphrase"
 
@@ -83,3 +92,46 @@ def assert_no_processes_left(state_dir: Path) -> None:
 
     wait_for(lambda: processes_of(state_dir) == [], timeout=10,
              what=f"no process left: {processes_of(state_dir)}")
+
+
+def concurrently(count: int, url: str) -> list[tuple[int, dict]]:
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: get_json(url), range(count)))
+
+
+def pulumi_descendants(root: psutil.Process, arg: str) -> list[psutil.Process]:
+    """Descendants of ``root`` running a pulumi command whose arguments include ``arg``."""
+    found = []
+    for proc in root.children(recursive=True):
+        try:
+            argv = proc.cmdline()
+        except psutil.Error:
+            continue
+        if any(a.endswith("/pulumi") for a in argv[:3]) and arg in argv:
+            found.append(proc)
+    return found
+
+
+def start_worker(environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``burner worker`` as its own process (its own session, like one started by hand)."""
+    with open(log, "wb") as handle:
+        proc = subprocess.Popen([str(Path(PYTHON).parent / "burner"), "worker"],
+                                env={**os.environ, **environ}, stdout=handle,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log = log  # type: ignore[attr-defined]
+    wait_for(lambda: "worker polling task queue" in log.read_text() or proc.poll() is not None,
+             what="the worker to poll")
+    assert proc.poll() is None, log.read_text()
+    return proc
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> str:
+    """SIGTERM (drain), then kill if needed; return its log."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.log.read_text()  # type: ignore[attr-defined]

@@ -18,25 +18,22 @@ import psutil
 import psycopg
 import pytest
 
-from infra.embedded import EmbeddedTemporal
 from infra.settings import PROGRAM_DIR
 from infra.venv import ensure_venv
-from tests.api.support import HANG_PROGRAM, SHARED_VENV_DIR, assert_no_processes_left, make_environ
-from tests.api.test_production import concurrently, pulumi_descendants, start_worker, stop_worker
+from tests.api.support import (
+    HANG_PROGRAM,
+    SHARED_VENV_DIR,
+    assert_no_processes_left,
+    concurrently,
+    make_environ,
+    pulumi_descendants,
+    start_worker,
+    stop_worker,
+)
 from tests.harness import GUNICORN, free_port, get_json, running_server, wait_for
 from tests.pgserver import PostgresServer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def temporal(tmp_path_factory) -> Iterator[str]:
-    """The fleet's one Temporal (its own directory: no host's state dir)."""
-    server = EmbeddedTemporal(tmp_path_factory.mktemp("temporal"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 @pytest.fixture(name="host_tmp")
@@ -58,9 +55,9 @@ def host_environ(root: Path, tmp: Path, shared: dict[str, str]) -> dict[str, str
                         INFRA_API_VENV_DIR=str(root / "venvs"), **shared)
 
 
-def fleet(tmp_path: Path, host_tmp: dict[str, Path], temporal: str, server: PostgresServer,
+def fleet(tmp_path: Path, host_tmp: dict[str, Path], temporal_address: str, server: PostgresServer,
           table: str, **extra: str) -> tuple[dict[str, str], dict[str, str]]:
-    shared = {"INFRA_API_TEMPORAL_ADDRESS": temporal,
+    shared = {"INFRA_API_TEMPORAL_ADDRESS": temporal_address,
               "INFRA_API_TASK_QUEUE": f"{table}-{tmp_path.name}",
               "INFRA_API_BACKEND_URL": server.url(table=table), **extra}
     return (host_environ(tmp_path / "a", host_tmp["a"], shared),
@@ -90,8 +87,8 @@ CLEAN: dict[str, list[str]] = {"stacks": [], "locks": []}
 
 
 def test_two_hosts_serve_16_concurrent_requests_from_one_backend(
-        tmp_path, host_tmp, temporal, postgres_server) -> None:
-    host_a, host_b = fleet(tmp_path, host_tmp, temporal, postgres_server, "fleet_share")
+        tmp_path, host_tmp, temporal_address, postgres_server) -> None:
+    host_a, host_b = fleet(tmp_path, host_tmp, temporal_address, postgres_server, "fleet_share")
     workers = [start_worker(host_a, tmp_path / "a.log"), start_worker(host_b, tmp_path / "b.log")]
     api = {**host_b, "INFRA_API_RUN_WORKER": "false", "INFRA_API_PORT": str(free_port())}
     try:
@@ -117,9 +114,9 @@ def test_two_hosts_serve_16_concurrent_requests_from_one_backend(
 
 
 def test_host_a_dies_mid_up_and_host_b_destroys_and_removes_its_stack(
-        tmp_path, host_tmp, temporal, postgres_server) -> None:
+        tmp_path, host_tmp, temporal_address, postgres_server) -> None:
     table = "fleet_kill"
-    host_a, host_b = fleet(tmp_path, host_tmp, temporal, postgres_server, table,
+    host_a, host_b = fleet(tmp_path, host_tmp, temporal_address, postgres_server, table,
                            INFRA_API_PROGRAM_DIR=str(HANG_PROGRAM), INFRA_API_REQUEST_TIMEOUT="90")
     worker_a = start_worker(host_a, tmp_path / "a.log")
     worker_b: subprocess.Popen[bytes] | None = None

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import signal
-import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
 
-from infra.embedded import EmbeddedTemporal
 from infra.settings import Settings
 from tests.api import checks
 from tests.api.support import (
@@ -23,11 +18,14 @@ from tests.api.support import (
     GUNICORN,
     HANG_PROGRAM,
     PASSPHRASE,
-    PYTHON,
     assert_no_processes_left,
+    concurrently,
     leftovers,
     make_environ,
     processes_of,
+    pulumi_descendants,
+    start_worker,
+    stop_worker,
 )
 from tests.harness import ServerProcess, free_port, get_json, running_server, wait_for
 
@@ -42,59 +40,6 @@ def get(url: str, headers: dict[str, str] | None = None, timeout: float = 120):
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers, exc.read()
-
-
-def concurrently(count: int, url: str) -> list[tuple[int, dict]]:
-    with concurrent.futures.ThreadPoolExecutor(count) as pool:
-        return list(pool.map(lambda _: get_json(url), range(count)))
-
-
-def pulumi_descendants(root: psutil.Process, arg: str) -> list[psutil.Process]:
-    """Descendants of ``root`` running a pulumi command whose arguments include ``arg``."""
-    found = []
-    for proc in root.children(recursive=True):
-        try:
-            argv = proc.cmdline()
-        except psutil.Error:
-            continue
-        if any(a.endswith("/pulumi") for a in argv[:3]) and arg in argv:
-            found.append(proc)
-    return found
-
-
-@pytest.fixture(scope="module")
-def temporal_address(tmp_path_factory) -> Iterator[str]:
-    """A Temporal dev server shared by the tests that run API nodes and workers apart."""
-    server = EmbeddedTemporal(tmp_path_factory.mktemp("temporal"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-def start_worker(environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """``burner worker`` as its own process (its own session, like one started by hand)."""
-    with open(log, "wb") as handle:
-        proc = subprocess.Popen([str(Path(PYTHON).parent / "burner"), "worker"],
-                                env={**os.environ, **environ}, stdout=handle,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    proc.log = log  # type: ignore[attr-defined]
-    wait_for(lambda: "worker polling task queue" in log.read_text() or proc.poll() is not None,
-             what="the worker to poll")
-    assert proc.poll() is None, log.read_text()
-    return proc
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> str:
-    """SIGTERM (drain), then kill if needed; return its log."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.log.read_text()  # type: ignore[attr-defined]
 
 
 def test_gunicorn_serves_16_concurrent_requests_and_leaves_nothing(server_environ, tmp_path):
