@@ -9,6 +9,10 @@
     ├── OrchestrationError          503 orchestration_unavailable: the Temporal cluster is unreachable
     ├── ParameterError              400 invalid_parameter: a query parameter is unknown or out of range
     ├── UnauthorizedError           401 unauthorized: the bearer token is missing or wrong
+    ├── ForbiddenError              403 forbidden: the caller may not do this (reveal secrets)
+    ├── NotFoundError               404 not_found: no such stack, operation or program
+    ├── ConflictError               409 conflict: the stack exists, or runs another operation
+    ├── IdempotencyError            422 idempotency_key_reused: same key, another request body
     ├── OverloadedError             503 overloaded: every burner slot of this process is busy
     └── EngineError                 502 engine_error: a Pulumi operation failed (output stays in the log)
         ├── ProgramEnvironmentError 502 engine_error: the program's virtualenv could not be built
@@ -90,6 +94,45 @@ class UnauthorizedError(InfraError):
     status = 401
     code = "unauthorized"
     title = "Unauthorized"
+
+
+class ForbiddenError(InfraError):
+    """Raised when the caller may not do what it asks, whoever it is."""
+
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFoundError(InfraError):
+    """Raised when a named stack, operation or program does not exist."""
+
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class ConflictError(InfraError):
+    """Raised when the request conflicts with the resource's state.
+
+    ``operation`` names the operation in the way (the running one), when there is one.
+    """
+
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+    def __init__(self, message: str, operation: str | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+
+
+class IdempotencyError(InfraError):
+    """Raised when an Idempotency-Key comes back with a different request body."""
+
+    status = 422
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"
 
 
 class OverloadedError(InfraError):

@@ -31,6 +31,10 @@ DEFAULT_CANCEL_GRACE = 10.0
 DEFAULT_TEMPORAL_NAMESPACE = "default"
 DEFAULT_TASK_QUEUE = "burner"
 DEFAULT_WORKER_CONCURRENCY = 8
+DEFAULT_MAX_TTL = 7 * 86400.0
+DEFAULT_EVENT_RETENTION = 7 * 86400.0
+# Durations above a day (TTL, retention) may go up to a year.
+_YEAR = 366 * 86400.0
 
 EngineName = Literal["auto", "cli", "offline"]
 ENGINE_NAMES: tuple[EngineName, ...] = ("auto", "cli", "offline")
@@ -75,6 +79,12 @@ class Settings:
     # A shared state backend (postgres://...) for a fleet; None: file:// in the state dir.
     # It may carry a password: never in repr, logs or errors (see backend_display).
     backend: str | None = dataclasses.field(default=None, repr=False)
+    # The longest TTL a stack may ask for, in seconds.
+    max_ttl: float = DEFAULT_MAX_TTL
+    # A YAML file of webhook subscribers (see infra.webhooks); None: no webhooks.
+    webhooks_file: Path | None = None
+    # How long finished operations and their events stay readable, in seconds.
+    event_retention: float = DEFAULT_EVENT_RETENTION
 
     @property
     def backend_dir(self) -> Path:
@@ -132,6 +142,10 @@ class Settings:
             worker_concurrency=_int(environ, "INFRA_API_WORKER_CONCURRENCY",
                                     DEFAULT_WORKER_CONCURRENCY, 1, 256),
             backend=_backend(environ, "INFRA_API_BACKEND_URL"),
+            max_ttl=_float(environ, "INFRA_API_MAX_TTL", DEFAULT_MAX_TTL, _YEAR),
+            webhooks_file=_optional_path(environ, "INFRA_API_WEBHOOKS_FILE"),
+            event_retention=_float(environ, "INFRA_API_EVENT_RETENTION", DEFAULT_EVENT_RETENTION,
+                                   _YEAR),
         )
 
 
@@ -157,7 +171,7 @@ def _token(environ: Mapping[str, str], name: str) -> str | None:
     return raw or None
 
 
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+def _float(environ: Mapping[str, str], name: str, default: float, high: float = 86400) -> float:
     raw = environ.get(name, "")
     if raw == "":
         return default
@@ -166,8 +180,8 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     except ValueError:
         value = -1.0
     # NaN fails this comparison too, which is what we want.
-    if not 0 < value < 86400:
-        raise SettingsError(name, raw, "a number of seconds above 0 and below 86400")
+    if not 0 < value < high:
+        raise SettingsError(name, raw, f"a number of seconds above 0 and below {high:g}")
     return value
 
 
@@ -192,6 +206,15 @@ def _path(environ: Mapping[str, str], name: str, default: Path) -> Path:
     if not text or "\0" in text:
         raise SettingsError(name, raw, "a directory path or file:// URL")
     return Path(text).expanduser().resolve()
+
+
+def _optional_path(environ: Mapping[str, str], name: str) -> Path | None:
+    raw = environ.get(name, "")
+    if raw == "":
+        return None
+    if "\0" in raw:
+        raise SettingsError(name, raw, "a file path")
+    return Path(raw).expanduser().resolve()
 
 
 def default_programs() -> tuple[Path, ...]:
