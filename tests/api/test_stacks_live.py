@@ -91,7 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
         {"url": f"http://127.0.0.1:{receiver.port}/flaky", "events": ["stack.created"],
          "secret": "flaky-secret"},
         {"url": f"http://127.0.0.1:{receiver.port}/steady",
-         "events": ["stack.created", "stack.destroyed", "operation.failed"],
+         "events": ["stack.created", "stack.destroyed", "stack.expiring", "operation.failed"],
          "secret": "steady-secret"},
     ]}))
     environ = make_environ(root / "state", INFRA_API_HOST="127.0.0.1",
@@ -148,7 +148,7 @@ def test_a_stack_is_created_followed_read_updated_and_deleted(server):
     assert [op["kind"] for op in listed["operations"]] == ["destroy", "update", "create"]
 
 
-def test_a_stack_with_a_ttl_expires_and_the_expiry_is_an_operation(server):
+def test_a_stack_with_a_ttl_expires_and_the_expiry_is_an_operation(server, receiver):
     stack, operation = create(server, program="sandbox", config=SANDBOX, ttl=3)
     assert finished(server, operation)["status"] == "succeeded"
 
@@ -158,6 +158,11 @@ def test_a_stack_with_a_ttl_expires_and_the_expiry_is_an_operation(server):
     kinds = {op["kind"]: op for op in listed["operations"]}
     assert set(kinds) == {"create", "expire"}
     assert kinds["expire"]["status"] == "succeeded"
+    announced = wait_for(lambda: (lambda got: got if len(got) == 3 else None)(
+        [json.loads(a["body"]) for a in receiver.of("/steady", stack)]), 30, "the webhooks")
+    assert [event["type"] for event in announced] == [
+        "stack.created", "stack.expiring", "stack.destroyed"]
+    assert announced[2]["operation"]["id"] == kinds["expire"]["id"]
 
 
 def test_the_same_idempotency_key_returns_the_same_operation(server):
