@@ -489,7 +489,7 @@ class SQLiteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(conn)
             # The write lock makes processes starting at once take turns.
             conn.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
@@ -497,6 +497,21 @@ class SQLiteStore(Store):
             conn.execute("COMMIT")
         finally:
             conn.close()
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        # WAL is a property of the file, set once. Switching needs every other connection
+        # gone, and SQLite reports "locked" at once rather than waiting: retry until the
+        # busy timeout.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    return
+                conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[_Tx]:
