@@ -23,14 +23,17 @@ _settings = Settings.from_environ()
 _METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
                                      str(_settings.state_dir / "prometheus"))
 
+from infra.stack_routes import MAX_STREAMS  # noqa: E402 - imports prometheus_client
+
 wsgi_app = "infra_api:application"
 bind = f"{_settings.host}:{_settings.port}"
 
 # Each request mostly waits on its workflow, so threads give cheap concurrency; two processes
-# keep serving if one is busy or being recycled.
+# keep serving if one is busy or being recycled. A process needs a thread for each value
+# request it lets wait and each event stream it keeps open, and a few for everything else.
 worker_class = "gthread"
 workers = 2
-threads = 4
+threads = _settings.max_inflight + MAX_STREAMS + 4
 
 _REQUEST = _settings.request_timeout + _settings.cancel_grace
 # Above the longest request plus a first-request virtualenv build.

@@ -9,6 +9,7 @@ served as JSON Schema too.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -172,7 +173,8 @@ def _is(value: Any, kind: str) -> bool:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    # As the client wrote it: JSON (a string without its quotes), shortened.
+    text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= 100 else text[:97] + "..."
 
 
