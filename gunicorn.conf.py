@@ -29,11 +29,12 @@ wsgi_app = "infra_api:application"
 bind = f"{_settings.host}:{_settings.port}"
 
 # Each request mostly waits on its workflow, so threads give cheap concurrency; two processes
-# keep serving if one is busy or being recycled. A process needs a thread for each value
-# request it lets wait and each event stream it keeps open, and a few for everything else.
+# keep serving if one is busy or being recycled. As many threads as value requests may wait:
+# more requests queue at the socket instead of getting 503, and event streams (at most
+# MAX_STREAMS per process) leave the other threads free.
 worker_class = "gthread"
 workers = 2
-threads = _settings.max_inflight + MAX_STREAMS + 4
+threads = max(_settings.max_inflight, 2 * MAX_STREAMS)
 
 _REQUEST = _settings.request_timeout + _settings.cancel_grace
 # Above the longest request plus a first-request virtualenv build.

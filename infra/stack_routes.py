@@ -26,9 +26,9 @@ MAX_BODY_BYTES = 64 * 1024
 STREAM_SECONDS = 300.0
 KEEPALIVE_SECONDS = 10.0
 POLL_SECONDS = 0.2
-# Each open stream holds a server thread: past this many per process, new streams get 503
-# (gunicorn.conf.py gives each process enough threads for these and the value requests).
-MAX_STREAMS = 8
+# Each open stream holds a server thread: past this many per process, new streams get 503,
+# so that streams never take all of gunicorn's threads (see gunicorn.conf.py).
+MAX_STREAMS = 4
 TICKET_SECONDS = 60
 
 
