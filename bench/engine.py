@@ -11,17 +11,22 @@ from pathlib import Path
 from pulumi import automation as auto
 
 import offline_pulumi
-from bench.common import median
+from bench.common import OPERATOR_PASSPHRASE, clean_environ, median
+from offline_pulumi.engine.hosted import stop_hosts
 
 PASSPHRASE = "bench-passphrase"
 
 
 @dataclasses.dataclass(frozen=True)
 class Floor:
-    """Median time to start the program's Python and import pulumi and pulumi_random."""
+    """What one ``pulumi`` command costs at least, step by step (medians, ms)."""
 
     runs: int
-    median_ms: float
+    interpreter_ms: float  # python -SE -c pass, the engine's interpreter
+    launcher_ms: float  # bin/pulumi's own start: compile it and import what it uses
+    resident_ms: float  # bin/pulumi version through the resident engine
+    direct_ms: float  # bin/pulumi version run by the launcher itself
+    program_ms: float  # the program's Python importing pulumi and pulumi_random (a cold run)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,15 +39,48 @@ class Scaling:
 
 
 def measure_floor(venv: Path, runs: int) -> Floor:
-    """Time ``python -c "import pulumi, pulumi_random"`` with the program venv's Python."""
-    python = str(venv / "bin" / "python")
+    """Time each layer under a command: interpreter, launcher, resident engine, program."""
+    with tempfile.TemporaryDirectory(prefix="bench-floor-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        hosts = root / "hosts"
+        launcher = Path(offline_pulumi.pulumi_command(root / "engine").command)
+        # The launcher's own start: its text with the command left out, the modules it
+        # imports to talk to the resident imported instead.
+        start_only = root / "launcher-start"
+        text = launcher.read_text().rsplit("\nsys.exit(launch(", 1)[0]
+        start_only.write_text(text + "\nimport _signal, _socket, _struct, select\n")
+        python = launcher.read_text().split("\n", 1)[0].split()[-2]
+        env = clean_environ(OFFLINE_PULUMI_HOST_DIR=str(hosts), OFFLINE_PULUMI_RESIDENT="1")
+        direct = {**env, "OFFLINE_PULUMI_RESIDENT": "0"}
+        _run(launcher, env)  # starts the resident
+        deadline = time.monotonic() + 30
+        while not list(hosts.glob("engine-*.sock")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            return Floor(
+                runs,
+                interpreter_ms=_median_ms(runs, [python, "-SE", "-c", "pass"], env),
+                launcher_ms=_median_ms(runs, [python, "-SE", str(start_only)], env),
+                resident_ms=_median_ms(runs, [str(launcher), "version"], env),
+                direct_ms=_median_ms(runs, [str(launcher), "version"], direct),
+                program_ms=_median_ms(runs, [str(venv / "bin" / "python"), "-c",
+                                             "import pulumi, pulumi_random"], env))
+        finally:
+            stop_hosts(hosts)
+
+
+def _run(launcher: Path, env: dict[str, str]) -> None:
+    subprocess.run([str(launcher), "version"], env=env, check=True, capture_output=True)
+
+
+def _median_ms(runs: int, argv: list[str], env: dict[str, str]) -> float:
     times = []
     for _ in range(runs + 1):
         started = time.perf_counter()
-        subprocess.run([python, "-c", "import pulumi, pulumi_random"], check=True)
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
         times.append((time.perf_counter() - started) * 1000)
     # The first run may find the files out of the page cache; later requests never do.
-    return Floor(runs, median(times[1:]))
+    return median(times[1:])
 
 
 def program_text(resources: int) -> str:
@@ -58,13 +96,19 @@ def program_text(resources: int) -> str:
 
 
 def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scaling, ...]:
-    """Median up and destroy time per size, via the Automation API on a temp file backend."""
-    command = offline_pulumi.pulumi_command()
+    """Median up and destroy time per size, via the Automation API on a temp file backend.
+
+    With the service's engine settings: resident engine, warm program host, an explicit
+    passphrase.
+    """
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-scaling-", dir="/tmp") as tmp:
         root = Path(tmp)
+        command = offline_pulumi.pulumi_command(root / "engine")
         env = {"PULUMI_BACKEND_URL": (root / "state").as_uri(),
-               "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+               "PULUMI_CONFIG_PASSPHRASE": OPERATOR_PASSPHRASE,
+               "PULUMI_SKIP_UPDATE_CHECK": "true", "OFFLINE_PULUMI_RESIDENT": "1",
+               "OFFLINE_PULUMI_PROGRAM_HOST": "1", "OFFLINE_PULUMI_HOST_DIR": str(root / "hosts")}
         (root / "state").mkdir()
         for size in sizes:
             program = root / f"program-{size}"
@@ -76,6 +120,9 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
             opts = auto.LocalWorkspaceOptions(pulumi_command=command, env_vars=env,
                                               pulumi_home=str(root / "home"))
             stack = auto.create_stack(f"scale-{size}", work_dir=str(program), opts=opts)
+            # One unmeasured round: the program host and the resident start on first use.
+            stack.up()
+            stack.destroy()
             ups, destroys = [], []
             for _ in range(runs):
                 started = time.perf_counter()
@@ -89,6 +136,7 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
                 destroys.append((time.perf_counter() - started) * 1000)
             stack.workspace.remove_stack(stack.name)
             results.append(Scaling(size, median(ups), median(destroys)))
+        stop_hosts(root / "hosts")
     return tuple(results)
 
 

@@ -83,7 +83,7 @@ def serve(path: str, idle_seconds: float) -> None:
     last_used = time.monotonic()
     try:
         while _still_ours(path, inode):
-            readable, _, _ = select.select([listener.fileno(), keys_read], [], [], 1.0)
+            readable, _, _ = select.select([listener.fileno(), keys_read], [], [], 0.25)
             _reap()
             if keys_read in readable:
                 keys.read()
