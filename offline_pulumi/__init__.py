@@ -26,9 +26,8 @@ def _shim_text(python: str) -> str:
 
     paths = [str(_PACKAGE_PARENT), *site.getsitepackages()]
     body = (_PACKAGE_PARENT / "offline_pulumi" / "launcher.py").read_text()
-    # A session of its own before Python starts: a Ctrl-C meant for the caller's terminal never
-    # reaches the engine (setsid only calls setsid(2) and execs: no extra process stays).
-    return (f"#!/usr/bin/env -S setsid -w {python} -SE\n"
+    # The launcher's first act is to leave the caller's session (see launcher.own_session).
+    return (f"#!{python} -SE\n"
             f"{body}\n"
             f"sys.exit(launch({paths!r}, {_engine_stamp(python)!r}))\n")
 

@@ -160,8 +160,21 @@ def start_resident(path: str, paths: list[str]) -> None:
         os._exit(127)
 
 
+def own_session() -> None:
+    """Leave the caller's session: a Ctrl-C meant for its terminal never reaches the command.
+
+    Done here rather than by ``setsid`` in the shebang, which costs two more programs to
+    start per command. A process group leader cannot do it itself; ``setsid -w`` forks first.
+    """
+    try:
+        os.setsid()
+    except PermissionError:
+        os.execvp("setsid", ["setsid", "-w", sys.executable, "-SE", *sys.argv])
+
+
 def launch(paths: list[str], stamp: str) -> int:
     """Run the command of ``sys.argv`` and return its exit code."""
+    own_session()
     if os.environ.get(RESIDENT_VARIABLE, "").lower() in ("1", "true", "yes"):
         path = resident_socket(stamp)
         if path is not None:

@@ -75,6 +75,7 @@ def serve(path: str, idle_seconds: float) -> None:
     # Launchers that connect while the engine is still being imported wait in the backlog.
     listener.listen(128)
     inode = os.stat(path).st_ino
+    os.chdir("/")  # the directory it was started from may be a workspace that goes away
     _warm_up()
     keys_read, keys_write = os.pipe()
     os.set_blocking(keys_read, False)
@@ -112,11 +113,17 @@ def _take_lock(path: str) -> int | None:
 
 
 def _warm_up() -> None:
+    import gc
+
     for name in WARM_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:
             continue
+    # What is imported now stays: keeping it out of the collector's reach spares each forked
+    # child the copy-on-write of every page a collection would touch.
+    gc.collect()
+    gc.freeze()
 
 
 def _still_ours(path: str, inode: int) -> bool:
