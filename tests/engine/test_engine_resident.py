@@ -189,8 +189,10 @@ def test_nothing_of_an_explicit_passphrase_reaches_the_disk(
         if name != "OFFLINE_PULUMI_HOST_DIR":  # the test's own hosts directory instead
             monkeypatch.setenv(name, value)
     engine = make_engine(offline_pulumi.pulumi_command(tmp_path / "launcher"), tmp_path)
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", passphrase)
-    stacks = [engine.stack("basic") for _ in range(3)]
+    opts = auto.LocalWorkspaceOptions(pulumi_command=engine.command, env_vars={
+        **engine.env, "PULUMI_CONFIG_PASSPHRASE": passphrase})
+    stacks = [auto.create_or_select_stack(unique_stack(), work_dir=str(engine.project("basic")),
+                                          opts=opts) for _ in range(3)]
     for stack in stacks:
         stack.set_config("token", auto.ConfigValue("t0ken", secret=True))
         stack.up()
