@@ -48,7 +48,7 @@ def measure_floor(venv: Path, runs: int) -> Floor:
         # imports to talk to the resident imported instead.
         start_only = root / "launcher-start"
         text = launcher.read_text().rsplit("\nsys.exit(launch(", 1)[0]
-        start_only.write_text(text + "\nimport _signal, _socket, _struct, select\n")
+        start_only.write_text(text + "\nimport _signal, _socket\n")
         python = launcher.read_text().split("\n", 1)[0].removeprefix("#!").split()[0]
         env = clean_environ(OFFLINE_PULUMI_HOST_DIR=str(hosts), OFFLINE_PULUMI_RESIDENT="1")
         direct = {**env, "OFFLINE_PULUMI_RESIDENT": "0"}

@@ -2,8 +2,7 @@
 
 ``install_root`` writes this file's text into ``bin/pulumi`` followed by one call of
 ``launch``; the launcher is never imported as part of the package. It imports only what
-Python's start-up already loaded plus a few C modules (``_socket``, ``select``, ``_signal``,
-``_struct``), because the Automation API starts one launcher per command.
+Python's start-up already loaded plus two C modules (``_socket``, ``_signal``), because the Automation API starts one launcher per command.
 
 With ``OFFLINE_PULUMI_RESIDENT=1`` the launcher connects to the resident engine
 (``offline_pulumi/resident.py``) of its host directory, sends argv, environment, working
@@ -24,7 +23,7 @@ import os
 import sys
 
 RESIDENT_VARIABLE = "OFFLINE_PULUMI_RESIDENT"
-POLL_MS = 500
+POLL_SECONDS = 0.5
 EXIT_INTERRUPTED = 8
 
 
@@ -76,8 +75,6 @@ def through_resident(path: str, argv: list[str]) -> int | None:
     """Run argv in the resident engine; None if the command did not start there."""
     import _signal
     import _socket
-    import _struct
-    import select
 
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -91,21 +88,21 @@ def through_resident(path: str, argv: list[str]) -> int | None:
     answer = b""
     try:
         payload = _request(argv)
-        fds = _struct.pack("3i", 0, 1, 2)
+        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))  # three C ints
         conn.sendmsg([b"%08d" % len(payload)],
                      [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         conn.sendall(payload)
         caller = os.getppid()
-        poller = select.poll()
-        poller.register(conn.fileno(), select.POLLIN)
+        conn.settimeout(POLL_SECONDS)
         while True:
-            if not poller.poll(POLL_MS):
+            try:
+                chunk = conn.recv(4096)
+            except TimeoutError:
                 if os.getppid() != caller and forwarder.pid:
                     # Nobody waits for this command any more: cancel it, once.
                     caller = os.getppid()
                     forwarder.forward(_signal.SIGINT)
                 continue
-            chunk = conn.recv(4096)
             if not chunk:
                 break
             answer += chunk
