@@ -56,31 +56,31 @@ def measure_floor(venv: Path, runs: int) -> Floor:
         deadline = time.monotonic() + 30
         while not list(hosts.glob("engine-*.sock")) and time.monotonic() < deadline:
             time.sleep(0.1)
+        layers = {
+            "interpreter_ms": ([python, "-SE", "-c", "pass"], env),
+            "launcher_ms": ([python, "-SE", str(start_only)], env),
+            "resident_ms": ([str(launcher), "version"], env),
+            "direct_ms": ([str(launcher), "version"], direct),
+            "program_ms": ([str(venv / "bin" / "python"), "-c", "import pulumi, pulumi_random"],
+                           env),
+        }
+        times: dict[str, list[float]] = {name: [] for name in layers}
         try:
-            return Floor(
-                runs,
-                interpreter_ms=_median_ms(runs, [python, "-SE", "-c", "pass"], env),
-                launcher_ms=_median_ms(runs, [python, "-SE", str(start_only)], env),
-                resident_ms=_median_ms(runs, [str(launcher), "version"], env),
-                direct_ms=_median_ms(runs, [str(launcher), "version"], direct),
-                program_ms=_median_ms(runs, [str(venv / "bin" / "python"), "-c",
-                                             "import pulumi, pulumi_random"], env))
+            # Round robin, so that load from elsewhere hits every layer alike; the first round
+            # (files maybe out of the page cache) is not counted.
+            for round_ in range(runs + 1):
+                for name, (argv, environ) in layers.items():
+                    started = time.perf_counter()
+                    subprocess.run(argv, env=environ, check=True, stdout=subprocess.DEVNULL)
+                    if round_:
+                        times[name].append((time.perf_counter() - started) * 1000)
         finally:
             stop_hosts(hosts)
+        return Floor(runs, **{name: median(values) for name, values in times.items()})
 
 
 def _run(launcher: Path, env: dict[str, str]) -> None:
     subprocess.run([str(launcher), "version"], env=env, check=True, capture_output=True)
-
-
-def _median_ms(runs: int, argv: list[str], env: dict[str, str]) -> float:
-    times = []
-    for _ in range(runs + 1):
-        started = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
-        times.append((time.perf_counter() - started) * 1000)
-    # The first run may find the files out of the page cache; later requests never do.
-    return median(times[1:])
 
 
 def program_text(resources: int) -> str:
