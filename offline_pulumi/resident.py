@@ -254,6 +254,8 @@ def _run_child(conn: socket.socket, fds: list[int], request: Request, keys_write
         code = main(request.argv)
     except KeyboardInterrupt:  # before the command's own handler was reached
         code = 8
+    except SystemExit as exc:  # as the interpreter would exit with it
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         import atexit
 
