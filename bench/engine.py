@@ -11,7 +11,10 @@ from pathlib import Path
 from pulumi import automation as auto
 
 import offline_pulumi
-from bench.common import OPERATOR_PASSPHRASE, clean_environ, median
+from bench.common import clean_environ, median, service_environ
+from infra.engine import select_engine
+from infra.settings import Settings
+from infra.toolchain import build_toolchain
 from offline_pulumi.engine.hosted import stop_hosts
 
 PASSPHRASE = "bench-passphrase"
@@ -98,18 +101,18 @@ def program_text(resources: int) -> str:
 def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scaling, ...]:
     """Median up and destroy time per size, via the Automation API on a temp file backend.
 
-    With the service's engine settings: resident engine, warm program host, an explicit
-    passphrase.
+    With the service's own engine and workspace settings (resident engine, warm program host,
+    no checkpoint backups, an explicit passphrase), from ``infra``.
     """
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-scaling-", dir="/tmp") as tmp:
         root = Path(tmp)
-        command = offline_pulumi.pulumi_command(root / "engine")
-        env = {"PULUMI_BACKEND_URL": (root / "state").as_uri(),
-               "PULUMI_CONFIG_PASSPHRASE": OPERATOR_PASSPHRASE,
-               "PULUMI_SKIP_UPDATE_CHECK": "true", "OFFLINE_PULUMI_RESIDENT": "1",
-               "OFFLINE_PULUMI_PROGRAM_HOST": "1", "OFFLINE_PULUMI_HOST_DIR": str(root / "hosts")}
-        (root / "state").mkdir()
+        settings = Settings.from_environ(service_environ(
+            INFRA_API_STATE_DIR=str(root / "state"), INFRA_API_VENV_DIR=str(venv.parent),
+            INFRA_API_ENGINE="offline"))
+        engine = select_engine(settings)
+        env = build_toolchain(settings, engine).env_vars
+        command = engine.command()
         for size in sizes:
             program = root / f"program-{size}"
             program.mkdir()
@@ -136,7 +139,7 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
                 destroys.append((time.perf_counter() - started) * 1000)
             stack.workspace.remove_stack(stack.name)
             results.append(Scaling(size, median(ups), median(destroys)))
-        stop_hosts(root / "hosts")
+        engine.stop_helpers()
     return tuple(results)
 
 
