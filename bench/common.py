@@ -21,6 +21,9 @@ PROGRAM_REQUIREMENTS = PROGRAM_DIR / "requirements.txt"
 ENDPOINTS = ("id", "uuid", "string", "time")
 # Outer settings must not leak into a measurement (a state dir, a key cache, a debug flag).
 _FOREIGN_PREFIXES = ("INFRA_API_", "PULUMI_", "OFFLINE_PULUMI_")
+# Production runs with an operator's passphrase, which is never written to disk (no key cache):
+# every service the bench starts gets one.
+OPERATOR_PASSPHRASE = "bench-operator-passphrase"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -42,6 +45,11 @@ def clean_environ(**extra: str) -> dict[str, str]:
     """This process's environment without INFRA_API_*, PULUMI_* and OFFLINE_PULUMI_*, plus extra."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_PREFIXES)}
     return {**base, **extra}
+
+
+def service_environ(**extra: str) -> dict[str, str]:
+    """``clean_environ`` plus an explicit ``PULUMI_CONFIG_PASSPHRASE``, as in production."""
+    return clean_environ(PULUMI_CONFIG_PASSPHRASE=OPERATOR_PASSPHRASE, **extra)
 
 
 def get(port: int, path: str, timeout: float = 600) -> tuple[int, dict[str, Any], float]:

@@ -11,17 +11,25 @@ from pathlib import Path
 from pulumi import automation as auto
 
 import offline_pulumi
-from bench.common import median
+from bench.common import clean_environ, median, service_environ
+from infra.engine import select_engine
+from infra.settings import Settings
+from infra.toolchain import build_toolchain
+from offline_pulumi.engine.hosted import stop_hosts
 
 PASSPHRASE = "bench-passphrase"
 
 
 @dataclasses.dataclass(frozen=True)
 class Floor:
-    """Median time to start the program's Python and import pulumi and pulumi_random."""
+    """What one ``pulumi`` command costs at least, step by step (medians, ms)."""
 
     runs: int
-    median_ms: float
+    interpreter_ms: float  # python -SE -c pass, the engine's interpreter
+    launcher_ms: float  # bin/pulumi's own start: compile it and import what it uses
+    resident_ms: float  # bin/pulumi version through the resident engine
+    direct_ms: float  # bin/pulumi version run by the launcher itself
+    program_ms: float  # the program's Python importing pulumi and pulumi_random (a cold run)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,15 +42,48 @@ class Scaling:
 
 
 def measure_floor(venv: Path, runs: int) -> Floor:
-    """Time ``python -c "import pulumi, pulumi_random"`` with the program venv's Python."""
-    python = str(venv / "bin" / "python")
-    times = []
-    for _ in range(runs + 1):
-        started = time.perf_counter()
-        subprocess.run([python, "-c", "import pulumi, pulumi_random"], check=True)
-        times.append((time.perf_counter() - started) * 1000)
-    # The first run may find the files out of the page cache; later requests never do.
-    return Floor(runs, median(times[1:]))
+    """Time each layer under a command: interpreter, launcher, resident engine, program."""
+    with tempfile.TemporaryDirectory(prefix="bench-floor-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        hosts = root / "hosts"
+        launcher = Path(offline_pulumi.pulumi_command(root / "engine").command)
+        # The launcher's own start: its text with the command left out, the modules it
+        # imports to talk to the resident imported instead.
+        start_only = root / "launcher-start"
+        text = launcher.read_text().rsplit("\nsys.exit(launch(", 1)[0]
+        start_only.write_text(text + "\nimport _signal, _socket\n")
+        python = launcher.read_text().split("\n", 1)[0].removeprefix("#!").split()[0]
+        env = clean_environ(OFFLINE_PULUMI_HOST_DIR=str(hosts), OFFLINE_PULUMI_RESIDENT="1")
+        direct = {**env, "OFFLINE_PULUMI_RESIDENT": "0"}
+        _run(launcher, env)  # starts the resident
+        deadline = time.monotonic() + 30
+        while not list(hosts.glob("engine-*.sock")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        layers = {
+            "interpreter_ms": ([python, "-SE", "-c", "pass"], env),
+            "launcher_ms": ([python, "-SE", str(start_only)], env),
+            "resident_ms": ([str(launcher), "version"], env),
+            "direct_ms": ([str(launcher), "version"], direct),
+            "program_ms": ([str(venv / "bin" / "python"), "-c", "import pulumi, pulumi_random"],
+                           env),
+        }
+        times: dict[str, list[float]] = {name: [] for name in layers}
+        try:
+            # Round robin, so that load from elsewhere hits every layer alike; the first round
+            # (files maybe out of the page cache) is not counted.
+            for round_ in range(runs + 1):
+                for name, (argv, environ) in layers.items():
+                    started = time.perf_counter()
+                    subprocess.run(argv, env=environ, check=True, stdout=subprocess.DEVNULL)
+                    if round_:
+                        times[name].append((time.perf_counter() - started) * 1000)
+        finally:
+            stop_hosts(hosts)
+        return Floor(runs, **{name: median(values) for name, values in times.items()})
+
+
+def _run(launcher: Path, env: dict[str, str]) -> None:
+    subprocess.run([str(launcher), "version"], env=env, check=True, capture_output=True)
 
 
 def program_text(resources: int) -> str:
@@ -58,14 +99,20 @@ def program_text(resources: int) -> str:
 
 
 def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scaling, ...]:
-    """Median up and destroy time per size, via the Automation API on a temp file backend."""
-    command = offline_pulumi.pulumi_command()
+    """Median up and destroy time per size, via the Automation API on a temp file backend.
+
+    With the service's own engine and workspace settings (resident engine, warm program host,
+    no checkpoint backups, an explicit passphrase), from ``infra``.
+    """
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-scaling-", dir="/tmp") as tmp:
         root = Path(tmp)
-        env = {"PULUMI_BACKEND_URL": (root / "state").as_uri(),
-               "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE, "PULUMI_SKIP_UPDATE_CHECK": "true"}
-        (root / "state").mkdir()
+        settings = Settings.from_environ(service_environ(
+            INFRA_API_STATE_DIR=str(root / "state"), INFRA_API_VENV_DIR=str(venv.parent),
+            INFRA_API_ENGINE="offline"))
+        engine = select_engine(settings)
+        env = build_toolchain(settings, engine).env_vars
+        command = engine.command()
         for size in sizes:
             program = root / f"program-{size}"
             program.mkdir()
@@ -76,6 +123,9 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
             opts = auto.LocalWorkspaceOptions(pulumi_command=command, env_vars=env,
                                               pulumi_home=str(root / "home"))
             stack = auto.create_stack(f"scale-{size}", work_dir=str(program), opts=opts)
+            # One unmeasured round: the program host and the resident start on first use.
+            stack.up()
+            stack.destroy()
             ups, destroys = [], []
             for _ in range(runs):
                 started = time.perf_counter()
@@ -89,6 +139,7 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
                 destroys.append((time.perf_counter() - started) * 1000)
             stack.workspace.remove_stack(stack.name)
             results.append(Scaling(size, median(ups), median(destroys)))
+        engine.stop_helpers()
     return tuple(results)
 
 

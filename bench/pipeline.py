@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import offline_pulumi
-from bench.common import CountingRoot, clean_environ, median, subcommand
+from bench.common import CountingRoot, median, service_environ, subcommand
 from infra.basic import Burner
 from infra.engine import Engine, select_engine
 from infra.kinds import parse_request
@@ -34,7 +34,7 @@ def run_pipeline(runs: int, venv_dir: Path) -> PipelineStats:
     """Run ``runs`` /uuid requests in-process through a counting engine on a temp state dir."""
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         counter = CountingRoot(Path(tmp) / "counting-root", offline_pulumi.pulumi_command())
-        environ = clean_environ(INFRA_API_STATE_DIR=str(Path(tmp) / "state"),
+        environ = service_environ(INFRA_API_STATE_DIR=str(Path(tmp) / "state"),
                                 INFRA_API_VENV_DIR=str(venv_dir), INFRA_API_ENGINE="offline")
         settings = Settings.from_environ(environ)
         burner = Burner(settings, Engine("offline (counted)", counter.command,

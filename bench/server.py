@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from bench.common import clean_environ
+from bench.common import service_environ
+from infra.engine import program_host_dir
+from infra.settings import Settings
 from tests.harness import GUNICORN, ServerFailed, ServerProcess, free_port
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -19,7 +21,7 @@ class Gunicorn:
                  **extra: str) -> None:
         self.port = free_port()
         self.log = log
-        self.environ = clean_environ(
+        self.environ = service_environ(
             INFRA_API_HOST="127.0.0.1", INFRA_API_PORT=str(self.port),
             INFRA_API_STATE_DIR=str(state_dir), INFRA_API_VENV_DIR=str(venv_dir),
             INFRA_API_ENGINE="offline", INFRA_API_MAX_INFLIGHT=str(max_inflight), **extra)
@@ -52,15 +54,17 @@ class Gunicorn:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def cpu_seconds(self) -> float:
-        """User+system CPU of gunicorn and its descendants, plus the engine's program hosts.
+        """User+system CPU of gunicorn and its descendants, plus the offline engine's helpers.
 
-        The embedded Temporal server is a child of gunicorn's master, so it is counted. Program
-        runs are forked by the offline engine's warm program host, which is detached from the
-        server's tree; its children are reaped by it, so its tree holds their time.
+        The embedded Temporal server is a child of gunicorn's master, so it is counted. Commands
+        run in children of the resident engine and programs in children of the program host;
+        both are detached from the server's tree and reap their children, so their trees hold
+        that time. They are found by this server's own host directory in their command lines.
         """
         assert self.server is not None
+        hosts = program_host_dir(Settings.from_environ(self.environ))
         return tree_cpu_seconds(self.server.proc.pid) + sum(
-            tree_cpu_seconds(pid) for pid in program_host_pids())
+            tree_cpu_seconds(pid) for pid in helper_pids(str(hosts)))
 
 
 def tree_cpu_seconds(root: int) -> float:
@@ -82,9 +86,15 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
-def program_host_pids() -> list[int]:
-    """Processes running the offline engine's program host (``program_host.py``)."""
-    pids = []
+def helper_pids(host_dir: str) -> list[int]:
+    """Top processes of the offline engine's helpers of one host directory (resident engine,
+    program hosts, state proxies): their command lines name a socket in it.
+
+    A helper's children (commands, program runs) carry the same command line; only the
+    processes whose parent is not one of them are returned, so no time is counted twice.
+    """
+    mark = host_dir.encode()
+    found: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -93,9 +103,14 @@ def program_host_pids() -> list[int]:
                 cmdline = handle.read()
         except OSError:
             continue
-        if b"program_host.py" in cmdline:
-            pids.append(int(entry))
-    return pids
+        if mark in cmdline:
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    text = handle.read()
+            except OSError:
+                continue
+            found[int(entry)] = int(text[text.rindex(")") + 2:].split()[1])
+    return [pid for pid, ppid in found.items() if ppid not in found]
 
 
 def _all_stats() -> dict[int, tuple[int, float]]:

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import clean_environ, median
+from bench.common import median, service_environ
 from infra.kinds import parse_request
 from infra.service import Service
 from infra.settings import Settings
@@ -37,7 +37,7 @@ def measure_workflow(runs: int, venv_dir: Path) -> WorkflowStats:
     """Alternate ``runs`` in-process and workflow /uuid runs after one warm-up of each."""
     request = parse_request("uuid", {})
     with tempfile.TemporaryDirectory(prefix="bench-workflow-") as tmp:
-        environ = clean_environ(INFRA_API_STATE_DIR=str(Path(tmp) / "state"),
+        environ = service_environ(INFRA_API_STATE_DIR=str(Path(tmp) / "state"),
                                 INFRA_API_VENV_DIR=str(venv_dir), INFRA_API_ENGINE="offline")
         service = Service(Settings.from_environ(environ))
         service.start()

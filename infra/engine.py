@@ -69,18 +69,17 @@ def select_engine(settings: Settings) -> Engine:
     launcher_root = settings.state_dir / "engine"
     hosts = program_host_dir(settings)
     env_vars = {
-        # Programs fork from a process that has the Pulumi SDK imported already; the service's
-        # own host directory lets it stop those hosts when it stops.
+        # Each command runs in a child of a resident engine process that has the engine
+        # imported and keeps derived passphrase keys in memory (never on disk); programs fork
+        # from a process that has the Pulumi SDK imported. The service's own host directory
+        # holds both sockets, so stopping the hosts stops them.
+        "OFFLINE_PULUMI_RESIDENT": "1",
         "OFFLINE_PULUMI_PROGRAM_HOST": "1",
         "OFFLINE_PULUMI_HOST_DIR": str(hosts),
         # A postgres:// backend is used through one warm connection pool per host (in the
         # same directory, so stopping the hosts stops it too); file:// ignores this.
         "OFFLINE_PULUMI_STATE_PROXY": "1",
     }
-    if settings.passphrase is None:
-        # The generated passphrase sits in the state dir already, so caching the derived key
-        # beside it exposes nothing new and saves ~0.25 s per stack.
-        env_vars["OFFLINE_PULUMI_KEY_CACHE"] = str(settings.state_dir / "keys")
     return Engine("offline", lambda: _offline_command(launcher_root), env_vars,
                   stop_helpers=lambda: _stop_program_hosts(hosts))
 
@@ -96,7 +95,7 @@ def _stop_program_hosts(directory: Path) -> None:
 
     stopped = stop_hosts(directory)
     if stopped:
-        logger.info("stopped %d program host(s)", stopped)
+        logger.info("stopped %d engine helper(s)", stopped)
 
 
 def _offline_command(root: Path) -> auto.PulumiCommand:

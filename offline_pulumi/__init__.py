@@ -25,13 +25,21 @@ def _shim_text(python: str) -> str:
     import site
 
     paths = [str(_PACKAGE_PARENT), *site.getsitepackages()]
-    # A session of its own before Python starts: a Ctrl-C meant for the caller's terminal never
-    # reaches the engine (setsid only calls setsid(2) and execs: no extra process stays).
-    return (f"#!/usr/bin/env -S setsid -w {python} -SE\n"
-            "import sys\n"
-            f"sys.path[:0] = {paths!r}\n"
-            "from offline_pulumi.cli import main\n"
-            "sys.exit(main())\n")
+    body = (_PACKAGE_PARENT / "offline_pulumi" / "launcher.py").read_text()
+    # The launcher's first act is to leave the caller's session (see launcher.own_session).
+    return (f"#!{python} -SE\n"
+            f"{body}\n"
+            f"sys.exit(launch({paths!r}, {_engine_stamp(python)!r}))\n")
+
+
+def _engine_stamp(python: str) -> str:
+    """Names the resident engine: a new interpreter or changed engine code gets a new one."""
+    import hashlib
+
+    package = _PACKAGE_PARENT / "offline_pulumi"
+    parts = [python, *sorted(f"{path.relative_to(package)}:{path.stat().st_mtime_ns}"
+                             for path in package.rglob("*.py"))]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
 def install_root(root: Path | None = None) -> Path:

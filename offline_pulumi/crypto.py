@@ -4,15 +4,17 @@ Formats follow the real CLI (pkg/secrets/passphrase, resource/config/crypt.go):
 ``v1:<b64 nonce>:<b64 ciphertext+tag>``; the salt state is ``v1:<b64 salt>:`` followed by the
 encryption of the word ``pulumi``, which proves the passphrase on load.
 
-Deriving a key costs a million PBKDF2 rounds in every CLI process. ``OFFLINE_PULUMI_KEY_CACHE``
-(a directory, opt-in) keeps the derived key of each passphrase in a 0600 file and lets new
-stacks reuse that passphrase's salt, so the cost is paid once per passphrase. Anyone who can
-read that directory can decrypt the secrets, so point it only where the passphrase itself is.
+Deriving a key costs a million PBKDF2 rounds. Keys are remembered in memory only, per
+passphrase and salt: within a process, and in the resident engine (``offline_pulumi/resident``),
+to which each command child reports the keys it derived (``report_keys_to``) so that later
+children inherit them. There, new stacks also take the salt of a key already known for their
+passphrase, so one derivation serves them all. Nothing of a passphrase is ever written to disk.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import secrets as _random
@@ -84,11 +86,9 @@ class PassphraseManager:
 
     @classmethod
     def create(cls) -> PassphraseManager:
-        """A manager for a new stack: a fresh salt, or the key cache's one for this passphrase."""
+        """A manager for a new stack: the salt of a key known for this passphrase, or a new one."""
         passphrase = read_passphrase()
-        cached = _KeyCache.from_environment()
-        entry = cached.load(passphrase) if cached else None
-        salt = entry[0] if entry else _random.token_bytes(8)
+        salt = _SALTS.get(_digest(passphrase)) or _random.token_bytes(8)
         crypter = Crypter(key_for(passphrase, salt))
         manager = cls(f"v1:{_b64(salt)}:{crypter.encrypt(_PROOF.decode())}")
         manager._crypter = crypter
@@ -108,57 +108,45 @@ class PassphraseManager:
         return self._crypter
 
 
+# (sha256 of the passphrase, salt) -> key; and the salt new stacks of a passphrase take.
 _KEYS: dict[tuple[str, bytes], bytes] = {}
+_SALTS: dict[str, bytes] = {}
+_report_fd: int | None = None
+
+
+def _digest(passphrase: str) -> str:
+    return hashlib.sha256(passphrase.encode()).hexdigest()
 
 
 def key_for(passphrase: str, salt: bytes) -> bytes:
-    """The key of a passphrase and salt: from this process, the key cache, or derived."""
-    memo = (hashlib.sha256(passphrase.encode()).hexdigest(), salt)
+    """The key of a passphrase and salt: remembered in memory, or derived."""
+    memo = (_digest(passphrase), salt)
     if memo not in _KEYS:
-        cache = _KeyCache.from_environment()
-        entry = cache.load(passphrase) if cache else None
-        if entry and entry[0] == salt:
-            _KEYS[memo] = entry[1]
-        else:
-            _KEYS[memo] = derive_key(passphrase, salt)
-            if cache:
-                cache.store(passphrase, salt, _KEYS[memo])
+        _KEYS[memo] = derive_key(passphrase, salt)
+        if _report_fd is not None:
+            line = f"{memo[0]} {_b64(salt)} {_b64(_KEYS[memo])}\n".encode()
+            # Under PIPE_BUF: one atomic write. A resident that is gone just misses the key.
+            with contextlib.suppress(OSError):
+                os.write(_report_fd, line)
     return _KEYS[memo]
 
 
-class _KeyCache:
-    """Derived keys kept on disk between CLI processes (see the module docstring)."""
+def report_keys_to(fd: int) -> None:
+    """Write every key this process derives from now on to ``fd`` (a pipe to the resident)."""
+    global _report_fd
+    _report_fd = fd
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
 
-    @classmethod
-    def from_environment(cls) -> _KeyCache | None:
-        directory = os.environ.get("OFFLINE_PULUMI_KEY_CACHE")
-        return cls(Path(directory)) if directory else None
-
-    def _path(self, passphrase: str) -> Path:
-        digest = hashlib.sha256(b"offline-pulumi-key:" + passphrase.encode()).hexdigest()
-        return self.directory / f"{digest[:32]}.key"
-
-    def load(self, passphrase: str) -> tuple[bytes, bytes] | None:
-        """The cached (salt, key) of a passphrase, if any."""
-        try:
-            salt_text, key_text = self._path(passphrase).read_text().split(":")
-            return base64.b64decode(salt_text), base64.b64decode(key_text)
-        except (OSError, ValueError):
-            return None
-
-    def store(self, passphrase: str, salt: bytes, key: bytes) -> None:
-        """Remember a derived key; a cache that cannot be written is only slower."""
-        from offline_pulumi.fileio import write_atomic
-
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_atomic(self._path(passphrase), f"{_b64(salt)}:{_b64(key)}".encode(),
-                         mode=0o600)
-        except OSError:
-            return
+def remember_report(line: bytes) -> None:
+    """Remember a key a command reported (``<digest> <salt> <key>``); ignore a malformed line."""
+    try:
+        digest, salt_text, key_text = line.decode().split(" ")
+        salt, key = base64.b64decode(salt_text), base64.b64decode(key_text)
+    except ValueError:
+        return
+    if len(key) == KEY_BYTES:
+        _KEYS[(digest, salt)] = key
+        _SALTS.setdefault(digest, salt)
 
 
 def _b64(data: bytes) -> str:

@@ -40,6 +40,15 @@ def _warm_up() -> object:
     import pulumi
     import pulumi.runtime  # noqa: F401
 
+    # What every run would import later on: the gRPC channel code (loaded on the first
+    # channel), and what the exec script and runpy use.
+    for name in ("grpc._channel", "grpc.experimental", "encodings.idna", "argparse", "runpy",
+                 "asyncio"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+
     for module in pkgutil.iter_modules():
         if module.name.startswith("pulumi_"):
             try:

@@ -12,8 +12,9 @@ import itertools
 import json
 import shutil
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,29 @@ class Engine:
         """What a lock file says about its holder (pid, hostname, ...)."""
         info: dict[str, Any] = json.loads(self.storage.get(key))
         return info
+
+
+class Background:
+    """Runs one stack operation on a thread and keeps its result or exception."""
+
+    def __init__(self, operation: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(operation,), daemon=True)
+        self._thread.start()
+
+    def _run(self, operation: Callable[[], Any]) -> None:
+        try:
+            self.result = operation()
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self, timeout: float = 120) -> Any:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "background operation did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 def unique_stack(prefix: str = "s") -> str:

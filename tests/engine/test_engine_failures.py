@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pulumi.automation import errors as auto_errors
 
 from tests.harness import wait_for
 from tests.engine.support import (
+    Background,
     BOTH_BACKENDS,
     Engine,
     backend_url,
@@ -28,29 +28,6 @@ from tests.engine.support import (
 pytestmark = [pytest.mark.slow, BOTH_BACKENDS]
 
 BASIC_RESOURCES = 4
-
-
-class Background:
-    """Runs one stack operation on a thread and keeps its result or exception."""
-
-    def __init__(self, operation: Callable[[], Any]) -> None:
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(operation,), daemon=True)
-        self._thread.start()
-
-    def _run(self, operation: Callable[[], Any]) -> None:
-        try:
-            self.result = operation()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by join()
-            self.error = exc
-
-    def join(self, timeout: float = 120) -> Any:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "background operation did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 def resources(stack: auto.Stack) -> list[tuple[str, Any]]:

@@ -1,0 +1,280 @@
+"""The resident engine: a process with the engine imported that forks one child per command.
+
+Started in the background by the ``bin/pulumi`` launcher (``offline_pulumi/launcher.py``, which
+also describes the protocol) when it finds none, one per launcher stamp (interpreter and engine
+code). The child of a command becomes that command's process: the launcher's descriptors, its
+environment, working directory and umask, a process group of its own. A command still runs the
+same code as when the launcher runs it itself, minus about 0.1-0.3 s of imports.
+
+The resident also remembers derived passphrase keys, in memory only: a child that derives a key
+reports it on a pipe, later children inherit it, and new stacks take the salt of the key
+already known for their passphrase, so one derivation serves every stack of that passphrase.
+
+It ends when idle for ``OFFLINE_PULUMI_PROGRAM_HOST_IDLE`` seconds (600) or within a second of
+its socket file's removal (``offline_pulumi.engine.hosted.stop_hosts``). Commands already
+running finish on their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+from offline_pulumi.engine.hosted import DEFAULT_IDLE_SECONDS
+
+# Imported once here so that no command pays for them; a module that fails to import (an
+# optional driver) just stays cold.
+WARM_MODULES = (
+    "offline_pulumi.cli",
+    "offline_pulumi.commands.update",
+    "offline_pulumi.engine.runner",
+    "offline_pulumi.engine.monitor",
+    "offline_pulumi.engine.event_sinks",
+    "offline_pulumi.engine.hosted",
+    "offline_pulumi.crypto",
+    "offline_pulumi.templates",
+    "offline_pulumi.storage.file",
+    "offline_pulumi.storage.proxy",
+    "offline_pulumi.storage.postgres",
+    "cryptography.hazmat.primitives.ciphers.aead",
+    "cryptography.exceptions",
+    "subprocess",
+    "tempfile",
+)
+
+
+def main(argv: list[str]) -> None:
+    """Entry point: ``argv`` is the socket path."""
+    idle = float(os.environ.get("OFFLINE_PULUMI_PROGRAM_HOST_IDLE", DEFAULT_IDLE_SECONDS))
+    serve(argv[0], idle)
+
+
+def serve(path: str, idle_seconds: float) -> None:
+    """Serve commands on ``path`` until idle or until the socket file is removed."""
+    from offline_pulumi.fileio import owned_dir
+
+    try:
+        owned_dir(Path(path).parent, private=True)
+    except OSError:
+        return
+    lock = _take_lock(path + ".lock")
+    if lock is None:
+        return  # another resident serves (or is about to serve) this path
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # left by a resident that died
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    # Launchers that connect while the engine is still being imported wait in the backlog.
+    listener.listen(128)
+    inode = os.stat(path).st_ino
+    os.chdir("/")  # the directory it was started from may be a workspace that goes away
+    _warm_up()
+    keys_read, keys_write = os.pipe()
+    os.set_blocking(keys_read, False)
+    keys = _KeyInbox(keys_read)
+    private = (lock, listener.fileno(), keys_read)
+    last_used = time.monotonic()
+    try:
+        while _still_ours(path, inode):
+            readable, _, _ = select.select([listener.fileno(), keys_read], [], [], 0.25)
+            _reap()
+            if keys_read in readable:
+                keys.read()
+            if listener.fileno() in readable:
+                last_used = time.monotonic()
+                _accept(listener, keys_write, private)
+            elif time.monotonic() - last_used > idle_seconds:
+                return
+    finally:
+        listener.close()
+        if _still_ours(path, inode):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _take_lock(path: str) -> int | None:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _warm_up() -> None:
+    import gc
+
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+    # What is imported now stays: keeping it out of the collector's reach spares each forked
+    # child the copy-on-write of every page a collection would touch.
+    gc.collect()
+    gc.freeze()
+
+
+def _still_ours(path: str, inode: int) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
+
+
+def _reap() -> None:
+    # Children report their exit codes themselves; reaping leaves no zombies and accounts
+    # their CPU time to this process, as to any parent.
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+class _KeyInbox:
+    """Reads the keys children derived (``<digest> <salt> <key>`` lines) into this process."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._partial = b""
+
+    def read(self) -> None:
+        from offline_pulumi import crypto
+
+        try:
+            data = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            crypto.remember_report(line)
+
+
+def _accept(listener: socket.socket, keys_write: int, private: tuple[int, ...]) -> None:
+    conn, _ = listener.accept()
+    fds: list[int] = []
+    with conn:
+        conn.settimeout(5.0)
+        try:
+            _, uid, _ = struct.unpack("3i", conn.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+            if uid != os.getuid():
+                return
+            header, fds, _, _ = socket.recv_fds(conn, 8, 3)
+            header += _read_exact(conn, 8 - len(header))
+            request = Request.parse(_read_exact(conn, int(header)))
+        except (OSError, ValueError, EOFError):
+            request = None
+        if request is not None and len(fds) == 3 and os.fork() == 0:
+            code = 1
+            try:
+                code = _run_child(conn, fds, request, keys_write, private)
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+
+
+def _read_exact(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+class Request:
+    """One command as the launcher sent it."""
+
+    def __init__(self, cwd: str, umask: int, argv: list[str], env: dict[str, str]) -> None:
+        self.cwd = cwd
+        self.umask = umask
+        self.argv = argv
+        self.env = env
+
+    @classmethod
+    def parse(cls, data: bytes) -> Request:
+        """Decode the launcher's NUL-separated fields; raise ValueError if malformed."""
+        fields = data.decode("utf-8", "surrogateescape").split("\0")
+        count = int(fields[2])
+        argv = fields[3:3 + count]
+        if len(argv) != count:
+            raise ValueError("truncated request")
+        env = dict(entry.split("=", 1) for entry in fields[3 + count:] if "=" in entry)
+        return cls(fields[0], int(fields[1]), argv, env)
+
+
+def _run_child(conn: socket.socket, fds: list[int], request: Request, keys_write: int,
+               private: tuple[int, ...]) -> int:
+    """In the forked child: become the command's process, run it, report its exit code."""
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for fd in private:
+        os.close(fd)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    conn.settimeout(None)
+    os.chdir(request.cwd)
+    os.umask(request.umask)
+    os.environ.clear()
+    os.environ.update(request.env)
+    sys.argv = ["pulumi", *request.argv]
+    # tempfile remembers the first temp dir it computed; this command's TMPDIR decides.
+    import tempfile
+
+    tempfile.tempdir = None
+    from offline_pulumi import crypto
+    from offline_pulumi.cli import main
+
+    crypto.report_keys_to(keys_write)
+    conn.sendall(b"%d\n" % os.getpid())
+    import threading
+
+    threading.Thread(target=_die_with_launcher, args=(conn,), daemon=True).start()
+    code = 1
+    try:
+        code = main(request.argv)
+    except KeyboardInterrupt:  # before the command's own handler was reached
+        code = 8
+    except SystemExit as exc:  # as the interpreter would exit with it
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        import atexit
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        with contextlib.suppress(OSError):
+            conn.sendall(b"%d\n" % code)
+    return code
+
+
+def _die_with_launcher(conn: socket.socket) -> None:
+    """Kill this command and its process group when its launcher is killed (EOF on the socket).
+
+    A launcher that is only interrupted forwards the signal and waits; one that disappears
+    was SIGKILLed, which would have killed the command had it run in the launcher itself.
+    """
+    with contextlib.suppress(OSError):
+        while conn.recv(1):
+            continue
+    os.killpg(0, signal.SIGKILL)
