@@ -14,6 +14,7 @@ from infra.kinds import KINDS, BurnerRequest, parse_request
 from infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from infra.metrics import Metrics
 from infra.openapi import VALUE_DESCRIPTIONS, build_document
+from infra.portal import add_portal
 from infra.settings import Settings
 from infra.slots import Slots
 from infra.web import BearerAuth, ErrorMapper, RequestContext
@@ -199,6 +200,7 @@ def build_app(settings: Settings, operations: Operations, metrics: Metrics,
     values = BurnerResource(operations, Slots(settings.max_inflight), metrics)
     for kind in KINDS:
         app.add_route(f"/{kind}", values, suffix=kind)
+    add_portal(app)
     return app
 
 
