@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import falcon
 
@@ -55,8 +56,9 @@ class Portal:
     def __init__(self, directory: Path = UI_DIR) -> None:
         self._directory = directory
 
-    def __call__(self, req: falcon.Request, resp: falcon.Response, file: str | None = None) -> None:
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
         """Serve one static file of the portal, or raise 404/405."""
+        file: str | None = params.get("file")
         req.uri_template = URI_TEMPLATE
         resp.set_headers(SECURITY_HEADERS)
         if req.method != "GET":

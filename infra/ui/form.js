@@ -29,7 +29,7 @@ export function field(name, label, control, help) {
 
 function typeText(key) {
   if (key.type === "array") {
-    return `list of ${key.items?.type || "string"}, comma-separated`;
+    return `array of ${key.items?.type || "string"}, comma-separated`;
   }
   return key.type;
 }

@@ -61,13 +61,14 @@ async function signIn(event) {
 }
 
 async function start() {
-  const reason = REASONS[new URLSearchParams(location.search).get("reason")];
-  if (reason) {
+  const why = new URLSearchParams(location.search).get("reason");
+  if (REASONS[why]) {
     const note = document.getElementById("reason");
-    note.textContent = reason;
+    note.textContent = REASONS[why];
     note.hidden = false;
   }
-  if (await serverIsOpen()) {
+  // Sent here by a 401: the server is known to want a token, no need to ask it again.
+  if (why !== "required" && why !== "rejected" && await serverIsOpen()) {
     announce("This server does not ask for a token: every page works without signing in.");
     return;
   }

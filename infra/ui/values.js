@@ -32,7 +32,7 @@ function parameterField(kind, parameter) {
 async function burn(event, kind) {
   event.preventDefault();
   const form = event.currentTarget;
-  const output = form.querySelector("output");
+  const output = form.querySelector(".result");
   const button = form.querySelector("button");
   const error = form.querySelector(".form-error");
   clearErrors(form);
@@ -72,7 +72,7 @@ async function load() {
         (operation.parameters || []).map((parameter) => parameterField(kind, parameter)),
         h("div", { class: "actions" }, h("button", { type: "submit", text: `Get ${kind === "id" ? "an" : "a"} ${kind}` })),
         h("p", { class: "error form-error", role: "alert" }),
-        h("output", { "aria-live": "polite" }));
+        h("div", { class: "result" }));
       form.addEventListener("submit", (event) => burn(event, kind));
       return form;
     });
