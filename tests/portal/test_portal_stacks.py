@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, Request, expect
 
 from tests.harness import wait_for
-from tests.portal.browser import screenshot
+from tests.portal.browser import Console, screenshot
 from tests.portal.conftest import TOKEN, Server
 from tests.portal.proxy import CuttableRelay
 
@@ -43,7 +43,9 @@ def assert_every_event_shown_once(page: Page, server: Server, operation: str) ->
     assert shown_sequence(page) == [event["seq"] for event in events]
 
 
-def sign_in(page: Page, server: Server) -> None:
+def sign_in(page: Page, server: Server, console: Console) -> None:
+    # Landing on the sign-in page, it asks whether the server wants a token at all: 401.
+    console.expect(r"status of 401 \(Unauthorized\) \(http://[^/]+/programs\)$")
     page.goto(server.ui("signin.html"))
     page.get_by_label("API token").fill(TOKEN)
     page.get_by_role("button", name="Sign in").click()
@@ -195,14 +197,14 @@ def test_a_stack_created_and_destroyed_with_the_keyboard_alone(server: Server, p
     assert server.finished(destroyed)["kind"] == "destroy"
 
 
-def test_a_signed_in_caller_reveals_secret_outputs(token_server: Server, page: Page):
+def test_a_signed_in_caller_reveals_secret_outputs(token_server: Server, page: Page, console: Console):
     status, body = token_server.call("POST", "/stacks", {"program": "sandbox",
                                                          "config": {"owner": "eve", "access_key": "sesame"}})
     assert status == 202, body
     token_server.finished(body["operation"]["id"])
     stack = body["stack"]
     _, revealed = token_server.get(f"/stacks/{stack}?show_secrets=true")
-    sign_in(page, token_server)
+    sign_in(page, token_server, console)
     page.goto(token_server.ui("stacks.html"))
     row = stack_row(page, stack)
     expect(row.locator('[data-output="password"]')).to_contain_text("(secret)")
@@ -225,7 +227,8 @@ def relay(token_server: Server) -> Iterator[CuttableRelay]:
 
 
 def test_the_event_stream_resumes_after_a_network_drop_without_losing_lines(token_server: Server, page: Page,
-                                                                           relay: CuttableRelay):
+                                                                           relay: CuttableRelay, console: Console):
+    console.expect(r"status of 401 \(Unauthorized\) \(http://[^/]+/programs\)$")
     streams: list[Request] = []
     page.on("request", lambda request: streams.append(request) if "/events" in request.url else None)
     through = Server(token_server.process, TOKEN)
@@ -251,8 +254,8 @@ def test_the_event_stream_resumes_after_a_network_drop_without_losing_lines(toke
              what="the stack to be destroyed")
 
 
-def test_cancel_stops_a_running_operation(token_server: Server, page: Page):
-    sign_in(page, token_server)
+def test_cancel_stops_a_running_operation(token_server: Server, page: Page, console: Console):
+    sign_in(page, token_server, console)
     page.goto(token_server.ui("create.html?program=slow"))
     page.get_by_label(re.compile(r"^resources")).fill("20")
     page.get_by_label(re.compile(r"^pause_ms")).fill("1500")
