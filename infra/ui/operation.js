@@ -1,6 +1,6 @@
 // The operation page: follows the live event stream, resource by resource, and resumes after
 // a dropped connection from the last event it showed (each event has a sequence number).
-import { announce, api, formatDuration, h, outputsList, param } from "./api.js";
+import { announce, api, formatDuration, h, outputsList, param, token } from "./api.js";
 
 const id = param("id") || "";
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -120,7 +120,11 @@ function onEvent(event) {
   handle(event.type, seq, whole ? payload.time : null, whole ? payload.data : payload);
 }
 
+// Without a token (a server without auth) the stream needs no ticket.
 async function ticket() {
+  if (!token()) {
+    return null;
+  }
   try {
     const { data } = await api("POST", `/operations/${encodeURIComponent(id)}/stream-ticket`);
     return data.ticket;
