@@ -68,9 +68,11 @@ def on_starting(server: Any) -> None:
     from infra.embedded import EmbeddedTemporal
     from infra.engine import select_engine
     from infra.errors import InfraError
+    from infra.webhooks import load_subscribers
 
     try:
         Catalog(_settings.programs).programs()
+        load_subscribers(_settings.webhooks_file)
         Burner(_settings, select_engine(_settings)).toolchain()
     except InfraError as exc:
         server.log.error("cannot start: %s", exc)

@@ -9,6 +9,7 @@ import falcon
 
 from infra.basic import BurnerResult
 from infra.catalog import Catalog
+from infra.control import StackControl
 from infra.errors import ParameterError
 from infra.kinds import KINDS, BurnerRequest, parse_request
 from infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -17,6 +18,7 @@ from infra.openapi import VALUE_DESCRIPTIONS, build_document
 from infra.portal import add_portal
 from infra.settings import Settings
 from infra.slots import Slots
+from infra.stack_routes import OperationsResource, StacksResource
 from infra.web import BearerAuth, ErrorMapper, RequestContext
 
 SERVICE = "burner-api"
@@ -30,6 +32,13 @@ SERVICE_ROUTES = {
     "/openapi.json": "the OpenAPI 3.1 document",
     "/programs": "the program catalog",
     "/programs/{program}": "one program's config keys, also as JSON Schema",
+    "/stacks": "POST creates a stack of a catalog program (202 + operation); GET lists stacks",
+    "/stacks/{stack}": "GET reads a stack; PATCH updates its config or TTL; DELETE destroys it",
+    "/operations": "operations, newest first",
+    "/operations/{operation}": "one operation: kind, status, times, error, outputs",
+    "/operations/{operation}/events": "the operation's events: Server-Sent Events or JSON pages",
+    "/operations/{operation}/cancel": "POST cancels a queued or running create, update or burn",
+    "/operations/{operation}/stream-ticket": "POST: a short-lived ticket for an EventSource",
 }
 
 
@@ -168,38 +177,57 @@ class MetricsResource:
 
 
 class OpenApiResource:
-    """GET /openapi.json: the OpenAPI 3.1 document."""
+    """GET /openapi.json: the OpenAPI 3.1 document (built on first use: it reads the catalog)."""
 
-    def __init__(self, document: dict[str, Any]) -> None:
-        self._document = document
+    def __init__(self, auth: bool, catalog: Catalog | None) -> None:
+        self._auth = auth
+        self._catalog = catalog
+        self._document: dict[str, Any] | None = None
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Serve the document."""
+        if self._document is None:
+            programs = (None if self._catalog is None else
+                        sorted(self._catalog.programs().values(), key=lambda p: p.name))
+            self._document = build_document(self._auth, programs)
         resp.media = self._document
 
 
 def build_app(settings: Settings, operations: Operations, metrics: Metrics,
-              catalog: Catalog | None = None) -> falcon.App:
-    """The WSGI app around the given operations (no I/O)."""
+              catalog: Catalog | None = None, control: StackControl | None = None) -> falcon.App:
+    """The WSGI app around the given operations (no I/O); ``control`` adds the stack routes."""
     catalog = catalog if catalog is not None else Catalog(settings.programs)
-    middleware: list[Any] = [RequestContext(metrics)]
+    context = RequestContext(metrics)
+    middleware: list[Any] = [context]
     if settings.token is not None:
         middleware.append(BearerAuth(settings.token))
     app = falcon.App(middleware=middleware)
     # `?bytes=` must be rejected as a bad value, not silently replaced by the default.
     app.req_options.keep_blank_qs_values = True
     ErrorMapper(metrics).install(app)
-    app.add_route("/", IndexResource())
-    app.add_route("/healthz", HealthResource())
-    app.add_route("/readyz", ReadyResource(operations))
-    app.add_route("/metrics", MetricsResource(metrics))
-    app.add_route("/openapi.json", OpenApiResource(build_document(auth=settings.token is not None)))
+    context.add_route(app, "/", IndexResource())
+    context.add_route(app, "/healthz", HealthResource())
+    context.add_route(app, "/readyz", ReadyResource(operations))
+    context.add_route(app, "/metrics", MetricsResource(metrics))
+    context.add_route(app, "/openapi.json", OpenApiResource(
+        settings.token is not None, catalog))
     programs = ProgramsResource(catalog)
-    app.add_route("/programs", programs)
-    app.add_route("/programs/{program}", programs, suffix="program")
+    context.add_route(app, "/programs", programs)
+    context.add_route(app, "/programs/{program}", programs, suffix="program")
+    if control is not None:
+        stacks = StacksResource(control)
+        context.add_route(app, "/stacks", stacks)
+        context.add_route(app, "/stacks/{stack}", stacks, suffix="stack")
+        operations_resource = OperationsResource(control, settings.token)
+        context.add_route(app, "/operations", operations_resource)
+        context.add_route(app, "/operations/{operation}", operations_resource, suffix="operation")
+        context.add_route(app, "/operations/{operation}/events", operations_resource, suffix="events")
+        context.add_route(app, "/operations/{operation}/cancel", operations_resource, suffix="cancel")
+        context.add_route(app, "/operations/{operation}/stream-ticket", operations_resource,
+                          suffix="ticket")
     values = BurnerResource(operations, Slots(settings.max_inflight), metrics)
     for kind in KINDS:
-        app.add_route(f"/{kind}", values, suffix=kind)
+        context.add_route(app, f"/{kind}", values, suffix=kind)
     add_portal(app)
     return app
 

@@ -12,6 +12,7 @@ import contextvars
 import dataclasses
 import functools
 import logging
+import re
 import shutil
 import sys
 import threading
@@ -32,6 +33,7 @@ from infra.kinds import BurnerRequest
 from infra.metrics import Metrics
 from infra.settings import Settings
 from infra.toolchain import Toolchain, build_toolchain, readiness
+from infra.venv import ensure_venv
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +44,17 @@ EXTRA_OUTPUTS = {"id": {"hex": "id_hex"}}
 Extras = tuple[tuple[str, str], ...]
 
 
+_BURNER_NAME = re.compile(STACK_PREFIX + "[0-9a-f]{16}")
+
+
 def new_stack_name() -> str:
     """A fresh burner stack name (also the id of the workflow that owns the stack)."""
     return STACK_PREFIX + uuid.uuid4().hex[:16]
+
+
+def is_burner_stack(name: str) -> bool:
+    """Whether ``name`` has the form of a burner stack's (the reaper's to clean up)."""
+    return _BURNER_NAME.fullmatch(name) is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +107,8 @@ class Progress:
     created: bool = False
     # Called with each phase's name as it starts (the workflow heartbeats with it).
     on_phase: Callable[[str], None] = lambda name: None
+    # Called with each engine event of refresh, up and destroy (the operation's event stream).
+    on_event: auto.OnEvent | None = None
 
 
 @functools.cache
@@ -107,12 +119,12 @@ def project_name(program_dir: Path) -> str:
     return name
 
 
-def open_workspace(program_dir: Path, work_dir: Path, toolchain: Toolchain, engine: Engine,
-                   settings: Settings) -> auto.LocalWorkspace:
+def open_workspace(program_dir: Path, work_dir: Path, venv: Path, toolchain: Toolchain,
+                   engine: Engine, settings: Settings) -> auto.LocalWorkspace:
     """A workspace in ``work_dir`` whose generated Pulumi.yaml points at the program and venv."""
     project_settings = auto.ProjectSettings(
         name=project_name(program_dir),
-        runtime=auto.ProjectRuntimeInfo(name="python", options={"virtualenv": str(toolchain.venv)}),
+        runtime=auto.ProjectRuntimeInfo(name="python", options={"virtualenv": str(venv)}),
         main=str(program_dir),
     )
     return auto.LocalWorkspace(
@@ -146,14 +158,14 @@ def configure(stack: auto.Stack, request: BurnerRequest) -> None:
     stack.set_all_config({key: auto.ConfigValue(value) for key, value in request.config().items()})
 
 
-def refresh(stack: auto.Stack) -> None:
+def refresh(stack: auto.Stack, on_event: auto.OnEvent | None = None) -> None:
     """Refresh the stack's state from its resources."""
-    stack.refresh(on_output=_output_logger())
+    stack.refresh(on_output=_output_logger(), on_event=on_event)
 
 
-def up(stack: auto.Stack) -> auto.UpResult:
+def up(stack: auto.Stack, on_event: auto.OnEvent | None = None) -> auto.UpResult:
     """Run the program and create its resources."""
-    return stack.up(on_output=_output_logger())
+    return stack.up(on_output=_output_logger(), on_event=on_event)
 
 
 def read_outputs(spec: BurnSpec, result: auto.UpResult) -> Provisioned:
@@ -168,9 +180,9 @@ def read_outputs(spec: BurnSpec, result: auto.UpResult) -> Provisioned:
     return Provisioned(str(result.outputs[kind].value), extras)
 
 
-def destroy(stack: auto.Stack) -> None:
+def destroy(stack: auto.Stack, on_event: auto.OnEvent | None = None) -> None:
     """Delete every resource of the stack."""
-    stack.destroy(on_output=_output_logger())
+    stack.destroy(on_output=_output_logger(), on_event=on_event)
 
 
 def remove(stack: auto.Stack) -> None:
@@ -197,6 +209,7 @@ class Burner:
         self.engine = engine
         self.metrics = metrics
         self._toolchain: Toolchain | None = None
+        self._venvs: dict[Path, Path] = {}
         self._lock = threading.Lock()
         self._backend = BackendProbe(settings)
 
@@ -207,14 +220,28 @@ class Burner:
                 self._toolchain = build_toolchain(self.settings, self.engine)
             return self._toolchain
 
+    def venv(self, program_dir: Path) -> Path:
+        """The virtualenv of a catalog program, built once per requirements."""
+        toolchain = self.toolchain()
+        if program_dir == self.settings.program_dir:
+            return toolchain.venv
+        with self._lock:
+            if program_dir not in self._venvs:
+                self._venvs[program_dir] = ensure_venv(program_dir, self.settings.venv_dir)
+            return self._venvs[program_dir]
+
     def readiness(self) -> dict[str, bool]:
         """Whether the engine starts, the program venv is built, the state dir is writable and
         the state backend answers."""
         return readiness(self.settings, self.engine, self._backend)
 
     @contextmanager
-    def workspace(self, stack_name: str) -> Iterator[auto.LocalWorkspace]:
-        """A workspace in a fresh work dir of its own, deleted afterwards."""
+    def workspace(self, stack_name: str, program_dir: Path | None = None
+                  ) -> Iterator[auto.LocalWorkspace]:
+        """A workspace of the program (the burner's by default) in a fresh work dir of its own,
+        deleted afterwards."""
+        program_dir = program_dir or self.settings.program_dir
+        venv = self.venv(program_dir)
         work_dir = self.settings.work_dir / stack_name
         try:
             shutil.rmtree(work_dir, ignore_errors=True)  # a retried step's leftover
@@ -222,7 +249,7 @@ class Burner:
         except OSError as exc:
             raise StateDirError(self.settings.state_dir, f"unusable: {exc.strerror or exc}") from exc
         try:
-            yield open_workspace(self.settings.program_dir, work_dir, self.toolchain(), self.engine,
+            yield open_workspace(program_dir, work_dir, venv, self.toolchain(), self.engine,
                                  self.settings)
         finally:
             shutil.rmtree(work_dir, onerror=_log_rmtree_error)
@@ -238,41 +265,43 @@ class Burner:
 
     def _provision(self, spec: BurnSpec, progress: Progress) -> Provisioned:
         logger.info("set_context request=%s", spec.request.config())
-        with self._phase("ensure_venv", progress):
+        with self.step("ensure_venv", progress):
             self.toolchain()
         with self.workspace(spec.stack_name) as workspace:
-            with self._phase("create_stack", progress):
+            with self.step("create_stack", progress):
                 # Set first: a create that fails half-way may still have made the stack.
                 progress.created = True
                 stack = create_stack(spec.stack_name, workspace)
-            with self._phase("configure", progress):
+            with self.step("configure", progress):
                 configure(stack, spec.request)
-            with self._phase("refresh", progress):
-                refresh(stack)
-            with self._phase("up", progress):
-                result = up(stack)
-            with self._phase("read_outputs", progress):
+            with self.step("refresh", progress):
+                refresh(stack, progress.on_event)
+            with self.step("up", progress):
+                result = up(stack, progress.on_event)
+            with self.step("read_outputs", progress):
                 return read_outputs(spec, result)
 
-    def teardown(self, stack_name: str, clear_lock: bool, progress: Progress) -> None:
+    def teardown(self, stack_name: str, clear_lock: bool, progress: Progress,
+                 program_dir: Path | None = None) -> None:
         """Destroy and remove the stack if it exists; with ``clear_lock``, first drop stale locks.
 
         Idempotent: a stack that is already gone is a success. Raises EngineError.
         """
-        with logs.bound(logs.stack_name, stack_name), self.workspace(stack_name) as workspace:
-            with self._phase("select", progress):
+        with (logs.bound(logs.stack_name, stack_name),
+              self.workspace(stack_name, program_dir) as workspace):
+            with self.step("select", progress):
                 stack = select_existing(workspace, stack_name)
             if stack is None:
                 logger.info("teardown: the stack does not exist (any more)")
                 return
             if clear_lock:
                 # Whoever held the lock is known to be gone (its step ended or timed out).
-                with self._phase("clear_lock", progress):
+                with self.step("clear_lock", progress):
                     stack.cancel()
-            with self._phase("destroy", progress):
-                destroy(stack)
+            with self.step("destroy", progress):
+                destroy(stack, progress.on_event)
             # Only an empty stack is removed: if destroy failed, the error names what is left.
-            with self._phase("remove", progress):
+            with self.step("remove", progress):
                 remove(stack)
 
     def run(self, request: BurnerRequest) -> BurnerResult:
@@ -302,7 +331,7 @@ class Burner:
             logger.error("teardown after a failed step failed too: %s", exc)
 
     @contextmanager
-    def _phase(self, name: str, progress: Progress) -> Iterator[None]:
+    def step(self, name: str, progress: Progress) -> Iterator[None]:
         """Time, log and count one step; turn a Pulumi failure into EngineError (detail to the log)."""
         progress.current = name
         progress.on_phase(name)

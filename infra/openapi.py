@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Sequence
 from typing import Any
 
+from infra.catalog import Program
 from infra.kinds import KINDS
+from infra.openapi_stacks import ERRORS as STACK_ERRORS
+from infra.openapi_stacks import stack_paths, stack_schemas
 
 VALUE_DESCRIPTIONS = {
     "id": "random id, base64url (also hex)",
@@ -19,9 +23,11 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "length": {"type": "integer", "minimum": 1, "maximum": 256, "default": 24},
     "tz": {"type": "string", "default": "UTC"},
 }
-ERROR_CODES = ["invalid_parameter", "unauthorized", "not_found", "method_not_allowed",
-               "overloaded", "state_dir_unusable", "orchestration_unavailable", "engine_error",
-               "deadline_exceeded", "internal_error", "bad_request"]
+ERROR_CODES = ["invalid_parameter", "unauthorized", "forbidden", "not_found",
+               "method_not_allowed", "conflict", "idempotency_key_reused", "overloaded",
+               "state_dir_unusable", "orchestration_unavailable", "store_unavailable",
+               "engine_error", "deadline_exceeded", "internal_error", "bad_request",
+               "request_entity_too_large", "unsupported_media_type"]
 # What no single operation lists: the answer to the methods no route has.
 OTHER_METHODS = ("Every route answers GET and OPTIONS only: any other method, HEAD and invented "
                  "ones included, gets 405 with an Allow header, the Error body and X-Request-ID.")
@@ -39,8 +45,11 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-def build_document(auth: bool) -> dict[str, Any]:
-    """The OpenAPI document; with ``auth`` every route but /healthz needs a bearer token."""
+def build_document(auth: bool, programs: Sequence[Program] | None = None) -> dict[str, Any]:
+    """The OpenAPI document; with ``auth`` every route but /healthz needs a bearer token.
+
+    With ``programs`` (the catalog), the stack and operation routes are included.
+    """
     paths: dict[str, Any] = {
         "/": {"get": _operation("index", "Describe the service and list its endpoints",
                                 {"200": _json("the description", {"$ref": "#/components/schemas/Index"})},
@@ -81,6 +90,12 @@ def build_document(auth: bool) -> dict[str, Any]:
                                f"{VALUE_DESCRIPTIONS[kind]}", responses, auth)
         operation["parameters"] = [_parameter(param.name, param.allowed) for param in params]
         paths[f"/{kind}"] = {"get": operation}
+    schemas = _schemas()
+    if programs is not None:
+        paths.update(stack_paths(programs, _json, _stack_error,
+                                 lambda name, summary, responses: _operation(name, summary,
+                                                                             responses, auth)))
+        schemas.update(stack_schemas())
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "burner-api", "version": "0.1.0",
@@ -88,7 +103,7 @@ def build_document(auth: bool) -> dict[str, Any]:
                                 "stack, reads the value it produced, then destroys and removes it. "
                                 + OTHER_METHODS},
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": schemas},
     }
     if auth:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -125,6 +140,14 @@ def _error(status: str, retry_after: bool = False) -> dict[str, Any]:
     return response
 
 
+def _stack_error(status: str, family: str) -> dict[str, Any]:
+    response = _json(STACK_ERRORS[(status, family)], {"$ref": "#/components/schemas/Error"})
+    if status == "503":
+        response["headers"]["Retry-After"] = {"description": "seconds to wait before retrying",
+                                              "required": True, "schema": {"type": "string"}}
+    return response
+
+
 def _status_schema(values: list[str]) -> dict[str, Any]:
     return {"type": "object", "required": ["status"],
             "properties": {"status": {"type": "string", "enum": values}}}
@@ -136,8 +159,8 @@ def _value_schema(kind: str) -> dict[str, Any]:
         "response": {"type": "string", "description": VALUE_DESCRIPTIONS[kind]},
         "params": {"type": "object", "additionalProperties": {"type": "string"}},
         "stack": {"type": "string", "pattern": "^burner-[0-9a-f]{16}$"},
-        "operation": {"type": "string", "pattern": "^burner-[0-9a-f]{16}$",
-                      "description": "the id of the workflow that ran the stack"},
+        "operation": {"type": "string", "pattern": "^op-[0-9a-f]{16}$",
+                      "description": "the operation's id (see /operations/{operation})"},
         "duration_ms": {"type": "number", "minimum": 0},
         "phases_ms": {"type": "object", "additionalProperties": {"type": "number"}},
     }
@@ -159,6 +182,7 @@ def _schemas() -> dict[str, Any]:
                 "parameter": {"type": "string"}, "value": {"type": "string"},
                 "allowed": {"type": "string"}, "stack": {"type": ["string", "null"]},
                 "phase": {"type": "string"}, "retry_after": {"type": "integer"},
+                "operation": {"type": "string", "description": "the operation in the way"},
             },
         },
         "Programs": {

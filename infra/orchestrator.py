@@ -42,8 +42,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from infra import logs
-from infra.activities import BurnerActivities
-from infra.basic import Burner, BurnerResult, Phase, new_stack_name
+from infra.activities import BurnerActivities, Records, StackActivities
+from infra.basic import STACK_PREFIX, Burner, BurnerResult, Phase, new_stack_name
+from infra.catalog import Catalog
 from infra.errors import (
     DeadlineError,
     EngineError,
@@ -52,7 +53,19 @@ from infra.errors import (
     StateDirError,
 )
 from infra.kinds import BurnerRequest
-from infra.workflows import BurnOrder, BurnReport, BurnWorkflow, ReapWorkflow
+from infra.stacks import StackSteps
+from infra.store import OperationRecord
+from infra.workflows import (
+    BurnOrder,
+    BurnReport,
+    BurnWorkflow,
+    DeliverWorkflow,
+    OperationRequest,
+    ReapWorkflow,
+    StackOrder,
+    StackWorkflow,
+    stack_workflow_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +79,11 @@ CANCEL_SECONDS = 5.0
 class Orchestrator:
     """Starts burner workflows and waits for them; with ``run_worker``, also executes them."""
 
-    def __init__(self, burner: Burner, address: str, run_worker: bool) -> None:
+    def __init__(self, burner: Burner, catalog: Catalog, records: Records, address: str,
+                 run_worker: bool) -> None:
         self.burner = burner
+        self.catalog = catalog
+        self.records = records
         self.settings = burner.settings
         self.metrics = burner.metrics
         self.address = address
@@ -109,10 +125,12 @@ class Orchestrator:
         settings = self.settings
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.worker_concurrency, thread_name_prefix="activity")
-        activities = BurnerActivities(self.burner, self.owner_status)
+        burns = BurnerActivities(self.burner, self.owner_status, self.records)
+        stacks = StackActivities(StackSteps(self.burner), self.catalog, self.records)
         self._worker = Worker(
             self._client, task_queue=settings.task_queue,
-            workflows=[BurnWorkflow, ReapWorkflow], activities=activities.all(),
+            workflows=[BurnWorkflow, ReapWorkflow, StackWorkflow, DeliverWorkflow],
+            activities=burns.all() + stacks.all(),
             activity_executor=self._executor,
             max_concurrent_activities=settings.worker_concurrency,
             # Cancellation reaches an activity with its next heartbeat: keep that prompt.
@@ -183,7 +201,7 @@ class Orchestrator:
                     self.metrics.workflow_seconds.observe(time.perf_counter() - started)
         return BurnerResult(report.kind, report.value, tuple((k, v) for k, v in report.extras),
                             report.stack, tuple(Phase(p.name, p.duration_ms) for p in report.phases),
-                            operation=stack)
+                            operation=burn_operation_id(stack))
 
     async def _burn(self, request: BurnerRequest, stack: str, request_id: str) -> BurnReport:
         # This coroutine runs in the loop thread: it binds the caller's log fields itself.
@@ -195,7 +213,7 @@ class Orchestrator:
                             ) -> BurnReport:
         client = self._require_client()
         order = BurnOrder(request.kind, list(request.params), self.settings.request_timeout,
-                          request_id)
+                          request_id, burn_operation_id(stack))
         try:
             handle = await client.start_workflow(
                 BurnWorkflow.run, order, id=stack, task_queue=self.settings.task_queue,
@@ -229,6 +247,47 @@ class Orchestrator:
         logger.error("request timeout (%g s) during %s; workflow cancelled, it tears down",
                      self.settings.request_timeout, phase)
         return phase
+
+    # -- persistent stacks -----------------------------------------------------------------
+
+    def start_stack(self, order: StackOrder) -> None:
+        """Start the workflow of a new persistent stack."""
+        self._call(self._start_stack(order), CONNECT_SECONDS)
+
+    async def _start_stack(self, order: StackOrder) -> None:
+        try:
+            await self._require_client().start_workflow(
+                StackWorkflow.run, order, id=stack_workflow_id(order.stack),
+                task_queue=self.settings.task_queue, request_eager_start=self.run_worker)
+        except RPCError as exc:
+            raise OrchestrationError(f"cannot start the stack's workflow: {exc.message}") from exc
+
+    def submit(self, stack: str, request: OperationRequest) -> None:
+        """Hand an accepted update or destroy to the stack's workflow."""
+        self._call(self._signal(stack, StackWorkflow.submit, request), CONNECT_SECONDS)
+
+    def cancel(self, operation: OperationRecord) -> None:
+        """Cancel a running or queued operation through the workflow that runs it."""
+        if operation.kind == "burn":
+            self._call(self._cancel_burn(operation.stack), CONNECT_SECONDS)
+        else:
+            self._call(self._signal(operation.stack, StackWorkflow.cancel, operation.id),
+                       CONNECT_SECONDS)
+
+    async def _signal(self, stack: str, signal: Any, argument: Any) -> None:
+        handle = self._require_client().get_workflow_handle(stack_workflow_id(stack))
+        try:
+            await handle.signal(signal, argument)
+        except RPCError as exc:
+            raise OrchestrationError(f"cannot reach the workflow of {stack}: {exc.message}"
+                                     ) from exc
+
+    async def _cancel_burn(self, stack: str) -> None:
+        try:
+            await self._require_client().get_workflow_handle(stack).cancel()
+        except RPCError as exc:
+            raise OrchestrationError(f"cannot cancel the workflow of {stack}: {exc.message}"
+                                     ) from exc
 
     def owner_status(self, stack: str) -> str:
         """``running``, ``ended`` or ``none``: the workflow of ``stack`` (from activity threads)."""
@@ -279,6 +338,11 @@ class Orchestrator:
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise
+
+
+def burn_operation_id(stack: str) -> str:
+    """The operation id of a burner stack's workflow (the same hex as its name)."""
+    return "op-" + stack.removeprefix(STACK_PREFIX)
 
 
 def _failure(exc: WorkflowFailureError, stack: str) -> InfraError:

@@ -13,15 +13,21 @@ import threading
 
 import falcon
 
+from infra.activities import Records
 from infra.app import build_app
 from infra.basic import Burner, BurnerResult
 from infra.catalog import Catalog
+from infra.control import StackControl
 from infra.embedded import EmbeddedTemporal
 from infra.engine import select_engine
+from infra.errors import InfraError
 from infra.kinds import BurnerRequest
 from infra.metrics import Metrics
 from infra.orchestrator import Orchestrator
 from infra.settings import Settings
+from infra.stacks import StackSteps
+from infra.store import open_store
+from infra.webhooks import load_subscribers
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +40,16 @@ class Service:
         self.metrics = metrics if metrics is not None else Metrics()
         self.burner = Burner(settings, select_engine(settings), self.metrics)
         self.catalog = Catalog(settings.programs)
+        self.store = open_store(settings)
+        self.control = StackControl(settings, self.catalog, self.store, StackSteps(self.burner),
+                                    self._orchestrator)
         self.embedded: EmbeddedTemporal | None = None
         self.orchestrator: Orchestrator | None = None
         self._lock = threading.Lock()
 
     def app(self) -> falcon.App:
         """The WSGI app of this service."""
-        return build_app(self.settings, self, self.metrics, self.catalog)
+        return build_app(self.settings, self, self.metrics, self.catalog, self.control)
 
     def start(self, run_worker: bool | None = None) -> None:
         """Prepare and connect (once); raise InfraError with a one-line reason if it cannot."""
@@ -52,6 +61,10 @@ class Service:
                         "off (INFRA_API_TOKEN is not set)")
             logger.info("state backend: %s", settings.backend_display)
             self.catalog.programs()
+            subscribers = load_subscribers(settings.webhooks_file)
+            if subscribers:
+                logger.info("webhooks: %d subscribers from %s", len(subscribers),
+                            settings.webhooks_file)
             self.burner.toolchain()
             self.burner.engine.command()
             address = settings.temporal_address
@@ -59,7 +72,8 @@ class Service:
                 self.embedded = EmbeddedTemporal(settings.state_dir)
                 address = self.embedded.start()
             worker = settings.run_worker if run_worker is None else run_worker
-            orchestrator = Orchestrator(self.burner, address, worker)
+            orchestrator = Orchestrator(self.burner, self.catalog, Records(self.store, subscribers),
+                                        address, worker)
             try:
                 orchestrator.start()
             except BaseException:
@@ -82,6 +96,11 @@ class Service:
             if last:
                 self.burner.engine.stop_helpers()
 
+    def _orchestrator(self) -> Orchestrator:
+        self.start()
+        assert self.orchestrator is not None
+        return self.orchestrator
+
     def _stop_embedded(self) -> None:
         if self.embedded is not None:
             self.embedded.stop()
@@ -91,13 +110,16 @@ class Service:
 
     def burn(self, request: BurnerRequest) -> BurnerResult:
         """Run one burner workflow and wait for its value."""
-        self.start()
-        assert self.orchestrator is not None
-        return self.orchestrator.burn(request)
+        return self._orchestrator().burn(request)
 
     def readiness(self) -> dict[str, bool]:
         """The steps' checks and, once started, Temporal's."""
         checks = self.burner.readiness()
+        try:
+            self.store.check()
+            checks["store"] = True
+        except InfraError:
+            checks["store"] = False
         orchestrator = self.orchestrator
         if orchestrator is None:
             checks.update(temporal=False, worker=False)

@@ -419,6 +419,12 @@ class Store(abc.ABC):
             if rows:  # else purged between the two statements: claim again
                 return rows[0][0], rows[0][1]
 
+    def release_idempotency_key(self, key: str, operation: str) -> None:
+        """Forget a key whose request was refused, so that a retry is judged afresh."""
+        with self._transaction(write=True) as tx:
+            tx.run("DELETE FROM burner_idempotency WHERE key = ? AND operation = ?",
+                   (key, operation))
+
     def purge(self, older_than: float) -> int:
         """Delete final operations finished before ``older_than``, their events and older keys.
 

@@ -3,6 +3,7 @@ and the dev server's request handler."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import http
 import logging
@@ -14,7 +15,17 @@ from typing import Any
 import falcon
 
 from infra import logs
-from infra.errors import EngineError, InfraError, OverloadedError, ParameterError, UnauthorizedError
+from infra.errors import (
+    ConflictError,
+    EngineError,
+    ForbiddenError,
+    IdempotencyError,
+    InfraError,
+    NotFoundError,
+    OverloadedError,
+    ParameterError,
+    UnauthorizedError,
+)
 from infra.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -26,8 +37,33 @@ OPEN_PATHS = frozenset({"/healthz"})
 # The methods HTTP defines: any other never becomes a metric label.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
                           "CONNECT"})
-# Every route only reads; falcon's own 405 answers list the same methods.
-ROUTE_METHODS = ("GET", "OPTIONS")
+# Methods a resource may answer, in the order an Allow header lists them.
+RESPONDER_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+_EVENTS_PATH = re.compile(r"/operations/(?P<operation>[^/]+)/events")
+
+
+def issue_ticket(token: str | None, operation: str, now: float, seconds: int) -> str:
+    """A ticket that opens ``operation``'s event stream until ``now + seconds``.
+
+    EventSource cannot send an Authorization header, and a token must never sit in a URL
+    (logs, history): the ticket is bound to one stream, expires soon, and is signed with a key
+    derived from the token.
+    """
+    expires = int(now) + seconds
+    return f"{expires}.{_ticket_mac(token, operation, expires)}"
+
+
+def ticket_valid(token: str | None, operation: str, ticket: str, now: float) -> bool:
+    """Whether ``ticket`` was issued for ``operation`` with this token and is still fresh."""
+    expires_text, _, mac = ticket.partition(".")
+    if not expires_text.isdigit() or int(expires_text) < now:
+        return False
+    return hmac.compare_digest(mac, _ticket_mac(token, operation, int(expires_text)))
+
+
+def _ticket_mac(token: str | None, operation: str, expires: int) -> str:
+    key = hashlib.sha256(b"burner-api stream ticket\0" + (token or "").encode()).digest()
+    return hmac.new(key, f"{operation}\0{expires}".encode(), hashlib.sha256).hexdigest()
 
 
 class RequestContext:
@@ -35,6 +71,16 @@ class RequestContext:
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._allowed: dict[str, list[str]] = {}
+
+    def add_route(self, app: falcon.App, template: str, resource: object,
+                  suffix: str | None = None) -> None:
+        """Add a route, remembering its methods for the 405 answer to invented ones."""
+        app.add_route(template, resource, suffix=suffix)
+        ending = f"_{suffix}" if suffix else ""
+        self._allowed[template] = [method for method in RESPONDER_METHODS
+                                   if hasattr(resource, f"on_{method.lower()}{ending}")
+                                   ] + ["OPTIONS"]
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Pick the request id and start the clock."""
@@ -47,7 +93,8 @@ class RequestContext:
                          params: dict[str, Any]) -> None:
         """Answer an invented method on a route as any other missing one: 405, not falcon's 400."""
         if resource is not None and req.method not in HTTP_METHODS:
-            raise falcon.HTTPMethodNotAllowed(list(ROUTE_METHODS))
+            raise falcon.HTTPMethodNotAllowed(self._allowed.get(req.uri_template or "",
+                                                                ["GET", "OPTIONS"]))
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
                          req_succeeded: bool) -> None:
@@ -79,6 +126,12 @@ class BearerAuth:
         """Raise UnauthorizedError unless the request carries the token (after routing)."""
         if req.path in OPEN_PATHS:
             return
+        events = _EVENTS_PATH.fullmatch(req.path)
+        ticket = req.get_param("ticket")
+        if events is not None and ticket is not None and req.method == "GET":
+            if ticket_valid(self._token.decode(), events["operation"], ticket, time.time()):
+                return
+            raise UnauthorizedError("the stream ticket is invalid or expired")
         scheme, _, credential = (req.get_header("Authorization") or "").partition(" ")
         # compare_digest takes the same time wherever the first difference is.
         if not (scheme.lower() == "bearer"
@@ -114,8 +167,15 @@ class ErrorMapper:
             logger.warning("overloaded: %s", ex)
             self._metrics.rejected.inc()
             resp.set_header("Retry-After", str(ex.retry_after))
-            body.update(retry_after=ex.retry_after,
-                        description=f"all {ex.limit} burner slots are busy; retry later")
+            body.update(retry_after=ex.retry_after, description=f"{ex}; retry later")
+        elif isinstance(ex, ConflictError):
+            logger.info("conflict: %s", ex)
+            body["description"] = str(ex)
+            if ex.operation is not None:
+                body["operation"] = ex.operation
+        elif isinstance(ex, (NotFoundError, ForbiddenError, IdempotencyError)):
+            logger.info("%s: %s", ex.code, ex)
+            body["description"] = str(ex)
         elif isinstance(ex, EngineError):
             # The exception chain carries the CLI's output: it goes to the log, never the body.
             logger.error("%s: %s", _where(req), ex, exc_info=ex)

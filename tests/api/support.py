@@ -51,6 +51,22 @@ def burner_stacks(settings: Settings) -> list[str]:
     return [stack.name for stack in ws.list_stacks(include_all=True) if "burner-" in stack.name]
 
 
+def all_stacks(settings: Settings) -> list[str]:
+    """Names of every stack in the settings' backend, whatever its program."""
+    if settings.backend is None and not settings.backend_dir.exists():
+        return []
+    work_dir = settings.state_dir / "list-workspace"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ws = auto.LocalWorkspace(
+        work_dir=str(work_dir),
+        pulumi_home=str(settings.pulumi_home),
+        pulumi_command=select_engine(settings).command(),
+        env_vars={"PULUMI_BACKEND_URL": settings.backend_url, "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE},
+        project_settings=auto.ProjectSettings(name="any", runtime="python"),
+    )
+    return sorted(stack.name for stack in ws.list_stacks(include_all=True))
+
+
 HANG_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "hang"
 
 

@@ -163,7 +163,11 @@ def test_index_lists_every_endpoint_with_parameters(client):
     assert result.json["service"] == "burner-api"
     endpoints = {e["path"]: e for e in result.json["endpoints"]}
     assert set(endpoints) == {"/", "/id", "/uuid", "/string", "/time", "/healthz", "/readyz",
-                              "/metrics", "/openapi.json", "/programs", "/programs/{program}"}
+                              "/metrics", "/openapi.json", "/programs", "/programs/{program}",
+                              "/stacks", "/stacks/{stack}", "/operations",
+                              "/operations/{operation}", "/operations/{operation}/events",
+                              "/operations/{operation}/cancel",
+                              "/operations/{operation}/stream-ticket"}
     assert "1 to 64" in endpoints["/id"]["parameters"]["bytes"]
     assert "default 24" in endpoints["/string"]["parameters"]["length"]
 

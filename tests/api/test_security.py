@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from wsgiref.simple_server import WSGIServer, make_server
 
@@ -21,7 +22,10 @@ import pytest
 import infra_api
 from infra import devserver, logs
 from infra.errors import SettingsError
+from infra.service import Service
 from infra.settings import Settings
+from infra.store import OperationRecord
+from infra.web import issue_ticket, ticket_valid
 from tests.api.support import PYTHON, make_environ
 from tests.api.test_api import FakeOperations
 from tests.harness import ServerProcess, free_port, start_server
@@ -307,3 +311,37 @@ def test_gunicorn_access_log_escapes_what_gunicorn_lets_through(gunicorn_access_
     assert len(lines) == 2  # the readiness probe's line and ours, nothing forged
     assert not any(line.startswith("127.0.0.1 - - [01/Jan/2026") for line in lines)
     assert "FORGED-UA" in lines[-1] and lines[-1].isprintable()
+
+
+def test_a_stream_ticket_opens_only_its_own_stream_and_only_briefly():
+    ticket = issue_ticket("tok", "op-1", now=1000, seconds=60)
+    assert ticket_valid("tok", "op-1", ticket, 1059)
+    assert not ticket_valid("tok", "op-1", ticket, 1061)   # expired
+    assert not ticket_valid("tok", "op-2", ticket, 1000)   # another operation's stream
+    assert not ticket_valid("other", "op-1", ticket, 1000)  # signed with another token
+    assert not ticket_valid("tok", "op-1", "1060.forged", 1000)
+    assert "tok" not in ticket
+
+
+def test_the_event_stream_takes_a_ticket_instead_of_the_bearer_header(tmp_path):
+    settings = Settings.from_environ({"INFRA_API_STATE_DIR": str(tmp_path),
+                                      "INFRA_API_TOKEN": "s3cret"})
+    service = Service(settings)  # never started: the routes below need only the store
+    now = time.time()
+    service.store.record_operation(OperationRecord("op-1", "burn", "burner-0", "burner",
+                                                   "succeeded", now, now, now))
+    client = falcon.testing.TestClient(service.app())
+    bearer = {"Authorization": "Bearer s3cret"}
+
+    issued = client.simulate_post("/operations/op-1/stream-ticket", headers=bearer)
+    assert issued.status_code == 200 and issued.json["expires_in"] == 60
+    ticket = issued.json["ticket"]
+    opened = client.simulate_get("/operations/op-1/events", params={"ticket": ticket})
+    assert opened.status_code == 200
+    assert opened.headers["content-type"] == "text/event-stream"
+    assert client.simulate_get("/operations/op-1/events",
+                               params={"ticket": ticket + "0"}).status_code == 401
+    assert client.simulate_get("/operations/op-1/events").status_code == 401
+    # A ticket opens the stream and nothing else.
+    assert client.simulate_get("/operations/op-1", params={"ticket": ticket}).status_code == 401
+    assert client.simulate_post("/operations/op-1/stream-ticket").status_code == 401

@@ -1,0 +1,381 @@
+"""Stacks as a service through real HTTP: gunicorn, the embedded Temporal, the offline engine.
+
+One server for the module serves the sandbox program and a slow test program, and delivers
+webhooks to a receiver in this process; each test works on stacks of its own.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from infra.settings import PROJECT_ROOT, Settings
+from infra.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
+from tests.api.support import GUNICORN, all_stacks, make_environ
+from tests.harness import ServerProcess, free_port, running_server, wait_for
+
+pytestmark = pytest.mark.slow
+
+SANDBOX = {"owner": "ann", "access_key": "hunter2-key"}
+SLOW_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "slow"
+FLAKY_FAILURES = 3
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+class Receiver:
+    """A webhook endpoint on loopback: /flaky fails the first attempts of each event, /steady
+    accepts at once; every attempt is recorded."""
+
+    def __init__(self) -> None:
+        self.attempts: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                event_id = self.headers[EVENT_ID_HEADER]
+                with receiver.lock:
+                    earlier = sum(1 for a in receiver.attempts
+                                  if a["path"] == self.path and a["event_id"] == event_id)
+                    receiver.attempts.append({"path": self.path, "event_id": event_id,
+                                              "body": body, "time": time.time(),
+                                              "signature": self.headers[SIGNATURE_HEADER]})
+                failing = self.path == "/flaky" and earlier < FLAKY_FAILURES
+                self.send_response(500 if failing else 204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def of(self, path: str, stack: str) -> list[dict[str, Any]]:
+        """The attempts at ``path`` whose event is about ``stack``."""
+        with self.lock:
+            return [a for a in self.attempts
+                    if a["path"] == path and json.loads(a["body"])["stack"] == stack]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    found.thread.start()
+    yield found
+    found.server.shutdown()
+    found.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+           ) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("stacks")
+    hooks = root / "webhooks.yaml"
+    hooks.write_text(yaml.safe_dump({"subscribers": [
+        {"url": f"http://127.0.0.1:{receiver.port}/flaky", "events": ["stack.created"],
+         "secret": "flaky-secret"},
+        {"url": f"http://127.0.0.1:{receiver.port}/steady",
+         "events": ["stack.created", "stack.destroyed", "operation.failed"],
+         "secret": "steady-secret"},
+    ]}))
+    environ = make_environ(root / "state", INFRA_API_HOST="127.0.0.1",
+                           INFRA_API_PORT=str(free_port()), INFRA_API_WEBHOOKS_FILE=str(hooks),
+                           INFRA_API_PROGRAMS=f"{PROJECT_ROOT / 'programs' / 'sandbox'}:"
+                                              f"{SLOW_PROGRAM}",
+                           INFRA_API_MAX_TTL="3600", INFRA_API_CANCEL_GRACE="5")
+    with running_server(GUNICORN, environ, root / "server.log") as process:
+        yield process
+    # Every test destroyed what it made: the backend holds no stack at all.
+    assert all_stacks(Settings.from_environ(environ)) == []
+
+
+def call(server: ServerProcess, method: str, path: str, body: Any = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    """One request; returns status, headers and the JSON body."""
+    parts = urlsplit(server.base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        conn.request(method, path, body=data, headers=all_headers)
+        response = conn.getresponse()
+        raw = response.read()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                json.loads(raw) if raw else None)
+    finally:
+        conn.close()
+
+
+def finished(server: ServerProcess, operation: str, timeout: float = 120) -> dict[str, Any]:
+    """The operation once it ended."""
+    def done() -> dict[str, Any] | None:
+        _, _, body = call(server, "GET", f"/operations/{operation}")
+        return body if body["status"] in FINAL else None
+    result: dict[str, Any] = wait_for(done, timeout, f"operation {operation} to end")
+    return result
+
+
+def create(server: ServerProcess, **fields: Any) -> tuple[str, str]:
+    """POST /stacks; return (stack, operation)."""
+    status, headers, body = call(server, "POST", "/stacks", fields)
+    assert status == 202, body
+    assert headers["location"] == f"/operations/{body['operation']['id']}"
+    return body["stack"], body["operation"]["id"]
+
+
+def read_stream(server: ServerProcess, operation: str, last_event_id: int | None = None,
+                stop_after: int | None = None) -> list[tuple[int, str, dict[str, Any]]]:
+    """Read the SSE stream until it ends (or ``stop_after`` events, then drop the connection)."""
+    parts = urlsplit(server.base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=120)
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    events: list[tuple[int, str, dict[str, Any]]] = []
+    try:
+        conn.request("GET", f"/operations/{operation}/events", headers=headers)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type", "").startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line:
+                if not line.startswith(":"):
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+                continue
+            if "data" in fields:
+                events.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+                if stop_after is not None and len(events) >= stop_after:
+                    break
+            fields = {}
+    finally:
+        conn.close()
+    return events
+
+
+def test_a_stack_is_created_followed_read_updated_and_deleted(server):
+    stack, operation = create(server, program="sandbox", config=SANDBOX)
+
+    events = read_stream(server, operation)
+    assert events[-1][1] == "status" and events[-1][2]["data"]["status"] == "succeeded"
+    steps = [data["data"] for _, kind, data in events if kind == "resource"]
+    assert {step["name"] for step in steps if step["step"] == "done"} >= {
+        "sandbox-pet", "sandbox-password", "sandbox-id", "sandbox-tags"}
+    assert any(kind == "summary" for _, kind, _ in events)
+    assert "hunter2-key" not in json.dumps(events)
+
+    status, _, body = call(server, "GET", f"/stacks/{stack}")
+    assert status == 200
+    assert body["status"] == "ready" and body["program"] == "sandbox"
+    assert body["config"]["access_key"] == "[secret]" and body["config"]["owner"] == "ann"
+    assert body["outputs"]["password"] == "[secret]"
+    assert body["outputs"]["name"].startswith("ann-")
+    assert body["last_operation"] == operation and body["expires"] is None
+    first_name = body["outputs"]["name"]
+    # Without INFRA_API_TOKEN nobody is authorised to see secrets.
+    status, _, body = call(server, "GET", f"/stacks/{stack}?show_secrets=true")
+    assert status == 403 and body["code"] == "forbidden"
+
+    status, _, accepted = call(server, "PATCH", f"/stacks/{stack}",
+                               {"config": {"owner": "bob"}, "ttl": "PT30M"})
+    assert status == 202
+    update = finished(server, accepted["operation"]["id"])
+    assert update["kind"] == "update" and update["status"] == "succeeded", update
+    _, _, body = call(server, "GET", f"/stacks/{stack}")
+    assert body["outputs"]["name"].startswith("bob-") and body["outputs"]["name"] != first_name
+    assert body["config"]["access_key"] == "[secret]"  # kept from the create
+    assert body["expires"] is not None
+
+    status, _, accepted = call(server, "DELETE", f"/stacks/{stack}")
+    assert status == 202
+    destroy = finished(server, accepted["operation"]["id"])
+    assert destroy["kind"] == "destroy" and destroy["status"] == "succeeded", destroy
+    assert call(server, "GET", f"/stacks/{stack}")[0] == 404
+
+    _, _, listed = call(server, "GET", f"/operations?stack={stack}")
+    assert [op["kind"] for op in listed["operations"]] == ["destroy", "update", "create"]
+
+
+def test_a_stack_with_a_ttl_expires_and_the_expiry_is_an_operation(server):
+    stack, operation = create(server, program="sandbox", config=SANDBOX, ttl=3)
+    assert finished(server, operation)["status"] == "succeeded"
+
+    wait_for(lambda: call(server, "GET", f"/stacks/{stack}")[0] == 404, 120,
+             "the stack to expire")
+    _, _, listed = call(server, "GET", f"/operations?stack={stack}")
+    kinds = {op["kind"]: op for op in listed["operations"]}
+    assert set(kinds) == {"create", "expire"}
+    assert kinds["expire"]["status"] == "succeeded"
+
+
+def test_the_same_idempotency_key_returns_the_same_operation(server):
+    key = {"Idempotency-Key": f"key-{time.time()}"}
+    body = {"program": "sandbox", "config": SANDBOX, "ttl": 600}
+    first = call(server, "POST", "/stacks", body, key)
+    again = call(server, "POST", "/stacks", body, key)
+    assert first[0] == again[0] == 202
+    assert again[2]["operation"]["id"] == first[2]["operation"]["id"]
+    assert again[2]["stack"] == first[2]["stack"]
+
+    other = call(server, "POST", "/stacks", {**body, "ttl": 601}, key)
+    assert other[0] == 422 and other[2]["code"] == "idempotency_key_reused"
+
+    assert finished(server, first[2]["operation"]["id"])["status"] == "succeeded"
+    _, _, listed = call(server, "GET", "/stacks?program=sandbox")
+    assert [s["name"] for s in listed["stacks"]].count(first[2]["stack"]) == 1
+    deleted = call(server, "DELETE", f"/stacks/{first[2]['stack']}")
+    assert finished(server, deleted[2]["operation"]["id"])["status"] == "succeeded"
+
+
+def test_a_second_operation_on_a_busy_stack_is_refused_naming_the_running_one(server):
+    stack, operation = create(server, program="slow", config={"seconds": 5})
+
+    status, _, body = call(server, "PATCH", f"/stacks/{stack}", {"config": {"seconds": 0}})
+    assert status == 409 and body["code"] == "conflict"
+    assert body["operation"] == operation
+    status, _, body = call(server, "DELETE", f"/stacks/{stack}")
+    assert status == 409 and body["operation"] == operation
+
+    assert finished(server, operation)["status"] == "succeeded"
+    deleted = call(server, "DELETE", f"/stacks/{stack}")
+    assert finished(server, deleted[2]["operation"]["id"])["status"] == "succeeded"
+
+
+def test_a_stream_resumed_with_last_event_id_loses_and_repeats_nothing(server):
+    stack, operation = create(server, program="sandbox", config=SANDBOX)
+
+    head = read_stream(server, operation, stop_after=3)
+    tail = read_stream(server, operation, last_event_id=head[-1][0])
+    _, _, page = call(server, "GET", f"/operations/{operation}/events?limit=100",
+                      headers={"Accept": "application/json"})
+    everything = [event["seq"] for event in page["events"]
+                  if event["seq"] <= tail[-1][0]]
+    assert [seq for seq, _, _ in head + tail] == everything == list(range(1, len(everything) + 1))
+
+    deleted = call(server, "DELETE", f"/stacks/{stack}")
+    assert finished(server, deleted[2]["operation"]["id"])["status"] == "succeeded"
+
+
+def test_cancelling_a_create_during_up_leaves_nothing(server):
+    stack, operation = create(server, program="slow")
+    wait_for(lambda: _resources_done(server, operation), 120, "the resource to exist")
+
+    status, _, body = call(server, "POST", f"/operations/{operation}/cancel")
+    assert status == 202 and body["id"] == operation
+
+    ended = finished(server, operation)
+    assert ended["status"] == "cancelled" and ended["error"]["code"] == "cancelled"
+    assert call(server, "GET", f"/stacks/{stack}")[0] == 404
+    assert call(server, "POST", f"/operations/{operation}/cancel")[0] == 409
+
+
+def _resources_done(server: ServerProcess, operation: str) -> bool:
+    _, _, page = call(server, "GET", f"/operations/{operation}/events?limit=100",
+                      headers={"Accept": "application/json"})
+    return any(event["type"] == "resource" and event["data"]["step"] == "done"
+               and event["data"]["name"] == "id" for event in page["events"])
+
+
+def test_a_failing_subscriber_gets_one_successful_delivery_and_does_not_delay_another(
+        server, receiver):
+    stack, operation = create(server, program="sandbox", config=SANDBOX)
+    assert finished(server, operation)["status"] == "succeeded"
+
+    flaky = wait_for(lambda: (lambda got: got if len(got) > FLAKY_FAILURES else None)(
+        receiver.of("/flaky", stack)), 120, "the flaky subscriber's delivery")
+    steady = receiver.of("/steady", stack)
+    assert len(steady) == 1 and len(flaky) == FLAKY_FAILURES + 1
+    assert steady[0]["time"] < flaky[1]["time"]  # not held up by the other's retries
+    for attempt, secret in [(a, "flaky-secret") for a in flaky] + [(steady[0], "steady-secret")]:
+        assert verify(secret, attempt["signature"], attempt["body"])
+    event = json.loads(flaky[-1]["body"])
+    assert event["type"] == "stack.created" and event["operation"]["id"] == operation
+    assert "hunter2-key" not in flaky[-1]["body"].decode()
+
+    def deliveries() -> list[dict[str, Any]] | None:
+        _, _, page = call(server, "GET", f"/operations/{operation}/events?limit=100",
+                          headers={"Accept": "application/json"})
+        found = [e["data"] for e in page["events"] if e["type"] == "webhook"]
+        return found if len(found) == FLAKY_FAILURES + 2 else None
+    recorded = wait_for(deliveries, 30, "the deliveries in the operation's events")
+    to_flaky = [d for d in recorded if d["subscriber"].endswith("/flaky")]
+    assert [d["outcome"] for d in to_flaky] == ["failed"] * FLAKY_FAILURES + ["succeeded"]
+    assert [d["attempt"] for d in to_flaky] == [1, 2, 3, 4]
+
+    deleted = call(server, "DELETE", f"/stacks/{stack}")
+    assert finished(server, deleted[2]["operation"]["id"])["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(("config", "key"), [
+    ({"owner": 7}, "owner"),                        # string
+    ({"owner": "ann", "words": "two"}, "words"),      # integer
+    ({"owner": "ann", "words": True}, "words"),       # a boolean is not an integer
+    ({"owner": "ann", "special": "yes"}, "special"),  # boolean
+    ({"owner": "ann", "tags": "red"}, "tags"),        # array
+    ({"owner": "ann", "tags": [1, 2]}, "tags"),       # array items
+    ({"owner": "ann", "colour": "red"}, "colour"),    # unknown key
+    ({}, "owner"),                                    # required key missing
+])
+def test_invalid_config_is_refused_naming_the_key(server, config, key):
+    status, _, body = call(server, "POST", "/stacks", {"program": "sandbox", "config": config})
+    assert status == 400, body
+    assert body["code"] == "invalid_parameter" and body["parameter"] == key
+
+
+@pytest.mark.parametrize(("fields", "parameter"), [
+    ({"program": "nope"}, "program"),
+    ({"program": "sandbox", "config": SANDBOX, "ttl": 0}, "ttl"),
+    ({"program": "sandbox", "config": SANDBOX, "ttl": "P1Y"}, "ttl"),
+    ({"program": "sandbox", "config": SANDBOX, "ttl": 7200}, "ttl"),  # above INFRA_API_MAX_TTL
+    ({"program": "sandbox", "config": SANDBOX, "name": "Bad Name"}, "name"),
+    ({"program": "sandbox", "config": SANDBOX, "name": "burner-0123456789abcdef"}, "name"),
+    ({"program": "sandbox", "config": SANDBOX, "size": 3}, "size"),
+])
+def test_invalid_requests_are_refused_naming_the_field(server, fields, parameter):
+    status, _, body = call(server, "POST", "/stacks", fields)
+    assert status == 400 and body["parameter"] == parameter, body
+
+
+def test_unknown_stacks_and_operations_are_404(server):
+    assert call(server, "GET", "/stacks/no-such-stack")[0] == 404
+    assert call(server, "PATCH", "/stacks/no-such-stack", {"ttl": 60})[0] == 404
+    assert call(server, "DELETE", "/stacks/no-such-stack")[0] == 404
+    assert call(server, "GET", "/operations/op-0000")[0] == 404
+    assert call(server, "POST", "/operations/op-0000/cancel")[0] == 404
+
+
+def test_a_failed_create_leaves_nothing_and_a_failed_update_leaves_the_stack_failed(server):
+    # The sandbox program refuses more than 5 words when it runs, after the type check.
+    stack, operation = create(server, program="sandbox", config={**SANDBOX, "words": 9})
+    ended = finished(server, operation)
+    assert ended["status"] == "failed"
+    assert ended["error"] == {"code": "engine_error", "message": "the up step failed"}
+    assert call(server, "GET", f"/stacks/{stack}")[0] == 404
+
+    stack, operation = create(server, program="sandbox", config=SANDBOX)
+    assert finished(server, operation)["status"] == "succeeded"
+    _, _, accepted = call(server, "PATCH", f"/stacks/{stack}", {"config": {"words": 9}})
+    update = finished(server, accepted["operation"]["id"])
+    assert update["status"] == "failed" and update["error"]["code"] == "engine_error"
+    _, _, body = call(server, "GET", f"/stacks/{stack}")
+    assert body["status"] == "failed" and body["last_operation"] == update["id"]
+    _, _, page = call(server, "GET", f"/operations/{update['id']}/events?limit=100",
+                      headers={"Accept": "application/json"})
+    assert any("must be from 1 to 5" in event["data"].get("message", "")
+               for event in page["events"] if event["type"] == "diagnostic")
+
+    deleted = call(server, "DELETE", f"/stacks/{stack}")
+    assert finished(server, deleted[2]["operation"]["id"])["status"] == "succeeded"
