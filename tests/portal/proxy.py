@@ -66,6 +66,7 @@ class CuttableRelay:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
             with self._lock:
                 self._open.discard(source)
                 self._open.discard(sink)
