@@ -22,7 +22,7 @@ LONG = 180_000
 
 
 def operation_id(page: Page) -> str:
-    expect(page).to_have_url(OPERATION_URL)
+    expect(page).to_have_url(OPERATION_URL, timeout=60_000)
     match = OPERATION_URL.search(page.url)
     assert match is not None
     return match.group(1)
@@ -240,9 +240,12 @@ def test_the_event_stream_resumes_after_a_network_drop_without_losing_lines(toke
     expect(page.get_by_role("heading", name="slow")).to_be_visible()
     page.goto(f"{relay.url}/ui/create.html?program=slow")
     page.get_by_label(re.compile(r"^resources")).fill("8")
+    page.get_by_label(re.compile(r"^pause_ms")).fill("1500")
     page.get_by_role("button", name="Create stack").click()
     created = operation_id(page)
-    expect(page.locator("#events li").filter(has_text="create…").first).to_be_visible(timeout=LONG)
+    # The stream is open (its first event is shown) and the program is still on its way.
+    expect(page.locator("#events li").first).to_have_text(re.compile("status: running"), timeout=LONG)
+    assert through.get(f"/operations/{created}")[1]["status"] == "running"
     assert relay.cut() >= 1
     follow_to_the_end(page)
     assert through.finished(created)["status"] == "succeeded"
@@ -264,7 +267,7 @@ def test_cancel_stops_a_running_operation(token_server: Server, page: Page, cons
     page.get_by_role("button", name="Create stack").click()
     created = operation_id(page)
     cancel = page.get_by_role("button", name="Cancel operation")
-    expect(page.locator("#events li").filter(has_text="create…").first).to_be_visible(timeout=LONG)
+    expect(page.locator('[data-fact="status"]')).to_have_text("running", timeout=LONG)
     expect(cancel).to_be_visible()
     cancel.click()
     follow_to_the_end(page, "cancelled")
