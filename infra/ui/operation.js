@@ -90,9 +90,10 @@ function handle(type, seq, time, data) {
     line(seq, time, `${data.severity}: ${data.message}`, data.severity);
   } else if (type === "summary") {
     const changes = Object.entries(data.changes || {}).map(([op, count]) => `${count} ${op}`).join(", ") || "no changes";
-    const duration = formatDuration(data.duration_s || 0);
+    const seconds = Number(data.duration_s) || 0;
+    const duration = seconds < 60 ? `${seconds.toFixed(1)} s` : formatDuration(seconds);
     line(seq, time, `summary: ${changes} in ${duration}`);
-    document.getElementById("summary").textContent = `Changes: ${changes}. Duration: ${duration} (${data.duration_s} s).`;
+    document.getElementById("summary").textContent = `Changes: ${changes}. Duration: ${duration}.`;
     for (const urn of planned) {
       done.add(urn);
     }

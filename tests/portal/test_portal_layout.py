@@ -3,6 +3,8 @@ contrast in both the light and the dark colour scheme."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -11,13 +13,26 @@ from tests.portal.conftest import Server
 
 pytestmark = pytest.mark.slow
 
-# (page, a locator that is there once the page has loaded)
+# (page, a locator that is there once the page has loaded); {operation}: one that succeeded.
 LOADED = [
     ("", "#programs li"),
     ("create.html?program=sandbox", "#create:not([hidden])"),
+    ("stacks.html", "tr[data-stack]"),
+    ("operation.html?id={operation}", "#result:not([hidden])"),
     ("values.html", "#values form"),
     ("signin.html", "#status:not(:empty)"),
 ]
+
+
+@pytest.fixture(scope="module")
+def operation(server: Server) -> Iterator[str]:
+    """A sandbox stack's create operation, ended; the stack is destroyed afterwards."""
+    status, body = server.call("POST", "/stacks", {"program": "sandbox",
+                                                   "config": {"owner": "layout", "access_key": "k"}})
+    assert status == 202, body
+    server.finished(body["operation"]["id"])
+    yield body["operation"]["id"]
+    server.finished(server.call("DELETE", f"/stacks/{body['stack']}")[1]["operation"]["id"])
 
 # The WCAG contrast ratio of each element's text on the page background, worst first.
 CONTRAST_JS = """(selectors) => {
@@ -47,9 +62,10 @@ UNLABELLED_JS = """() => [...document.querySelectorAll('input, select, textarea,
 
 @pytest.mark.parametrize(("path", "ready"), LOADED)
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_page_is_labelled_readable_and_fits_a_phone(server: Server, page: Page, path, ready, scheme):
+def test_page_is_labelled_readable_and_fits_a_phone(server: Server, page: Page, operation, path, ready,
+                                                    scheme):
     page.emulate_media(color_scheme=scheme)
-    page.goto(server.ui(path))
+    page.goto(server.ui(path.format(operation=operation)))
     expect(page.locator(ready).first).to_be_attached()
     assert page.evaluate("document.documentElement.lang") == "en"
     expect(page.get_by_role("heading", level=1)).to_have_count(1)
