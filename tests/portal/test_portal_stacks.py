@@ -273,3 +273,24 @@ def test_cancel_stops_a_running_operation(token_server: Server, page: Page, cons
     follow_to_the_end(page, "cancelled")
     expect(cancel).to_be_hidden()
     assert token_server.finished(created)["status"] == "cancelled"
+
+
+def test_a_failing_program_shows_its_diagnostics_and_error(server: Server, page: Page):
+    page.goto(server.ui("create.html?program=sandbox"))
+    page.get_by_label(re.compile(r"^owner")).fill("fay")
+    page.get_by_label(re.compile(r"^words")).fill("9")  # the program allows 1-5
+    page.get_by_label(re.compile(r"^access_key")).fill("k")
+    page.get_by_role("button", name="Create stack").click()
+    created = operation_id(page)
+    follow_to_the_end(page, "failed")
+    operation = server.finished(created)
+    assert operation["status"] == "failed" and operation["error"]
+    diagnostics = [event["data"] for event in server.events(created) if event["type"] == "diagnostic"]
+    assert diagnostics
+    for diagnostic in diagnostics:
+        expect(page.locator("#events")).to_contain_text(f"{diagnostic['severity']}: {diagnostic['message']}")
+    expect(page.locator("#error")).to_have_text(f"{operation['error']['code']}: {operation['error']['message']}")
+    expect(page.get_by_role("button", name="Cancel operation")).to_be_hidden()
+    assert_every_event_shown_once(page, server, created)
+    # A create that failed leaves no stack behind.
+    assert server.get(f"/stacks/{operation['stack']}")[0] == 404
