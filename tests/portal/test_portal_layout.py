@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.portal.browser import DESKTOP, PHONE
-from tests.portal.conftest import Server
+from tests.portal.support import Server
 
 pytestmark = pytest.mark.slow
 

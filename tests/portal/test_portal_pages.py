@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from infra.portal import UI_DIR
 from tests.portal.browser import screenshot
-from tests.portal.conftest import TOKEN, Server
+from tests.portal.support import TOKEN, Server
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from playwright.sync_api import Page, Request, expect
 
 from tests.harness import wait_for
 from tests.portal.browser import Console, screenshot
-from tests.portal.conftest import TOKEN, Server
 from tests.portal.proxy import CuttableRelay
+from tests.portal.support import TOKEN, Server
 
 pytestmark = pytest.mark.slow
 
