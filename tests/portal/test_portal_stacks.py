@@ -294,3 +294,37 @@ def test_a_failing_program_shows_its_diagnostics_and_error(server: Server, page:
     assert_every_event_shown_once(page, server, created)
     # A create that failed leaves no stack behind.
     assert server.get(f"/stacks/{operation['stack']}")[0] == 404
+
+
+def test_an_expired_stream_ticket_is_replaced_and_the_stream_goes_on_after_the_last_event(
+        token_server: Server, page: Page, relay: CuttableRelay, console: Console):
+    console.expect(r"status of 401 \(Unauthorized\) \(http://[^/]+/programs\)$")
+    console.expect(r"net::ERR_INCOMPLETE_CHUNKED_ENCODING \(http://[^/]+/operations/[\w-]+/events\?")
+    # The browser's own reconnection still carries the old ticket: refused once it has expired.
+    console.expect(r"status of 401 \(Unauthorized\) \(http://[^/]+/operations/[\w-]+/events\?ticket=")
+    streams: list[Request] = []
+    page.on("request", lambda request: streams.append(request) if "/events" in request.url else None)
+    through = Server(token_server.process, TOKEN)
+    page.goto(f"{relay.url}/ui/signin.html")
+    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="slow")).to_be_visible()
+    page.goto(f"{relay.url}/ui/create.html?program=slow")
+    page.get_by_label(re.compile(r"^resources")).fill("60")
+    page.get_by_label(re.compile(r"^pause_ms")).fill("1500")  # 90 s
+    page.get_by_role("button", name="Create stack").click()
+    created = operation_id(page)
+    expect(page.locator("#events li").first).to_have_text(re.compile("status: running"), timeout=LONG)
+    first_ticket = streams[0].url.split("ticket=")[1].split("&")[0]
+    page.wait_for_timeout(62_000)  # tickets last 60 s
+    assert through.get(f"/operations/{created}")[1]["status"] == "running"
+    assert relay.cut() >= 1
+    follow_to_the_end(page)
+    assert_every_event_shown_once(page, through, created)
+    # The old ticket was refused, and the page went on with a new one from the last event shown.
+    assert any("status of 401" in error and "/events?ticket=" in error for error in console.errors)
+    resumed = streams[-1]
+    assert re.search(r"[?&]after=[1-9]\d*", resumed.url), resumed.url
+    assert first_ticket not in resumed.url
+    assert all(TOKEN not in request.url for request in streams)
+    through.finished(through.call("DELETE", f"/stacks/{through.finished(created)['stack']}")[1]["operation"]["id"])
