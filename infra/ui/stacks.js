@@ -5,7 +5,10 @@ import { TTL_CHOICES, clearErrors, configFields, field, readConfig, showError } 
 
 const rows = document.getElementById("rows");
 const schemas = new Map();
+const TRANSITIONAL = new Set(["creating", "updating", "destroying"]);
+const WATCH_MS = 3000;
 let next = null;
+let watching = null;
 
 function countdown(expires) {
   if (!expires) {
@@ -154,6 +157,7 @@ function row(stack) {
     show.addEventListener("click", () => reveal(stack, outputs, show));
     actions.unshift(show);
   }
+  tr.dataset.status = stack.status;
   tr.append(
     h("td", { "data-label": "Name" }, h("span", { class: "mono", text: stack.name }),
       stack.last_operation ? h("div", { class: "help" }, operationLink(stack.last_operation, "last operation")) : null),
@@ -186,10 +190,55 @@ async function load(more = false) {
     const count = rows.querySelectorAll("tr[data-stack]").length;
     document.getElementById("empty").hidden = count > 0;
     announce(count === 1 ? "1 stack" : `${count} stacks`);
+    watch();
   } catch (err) {
     error.textContent = err.message;
     announce("");
   }
+}
+
+// While a stack is being created, updated or destroyed, follow it and say when that is done.
+function watch() {
+  if (watching === null && rows.querySelector("tr[data-status='creating'], tr[data-status='updating'], tr[data-status='destroying']")) {
+    watching = window.setTimeout(followChanges, WATCH_MS);
+  }
+}
+
+async function followChanges() {
+  watching = null;
+  let listed;
+  try {
+    // The list, not each stack: a destroyed stack is then simply missing, not a 404.
+    listed = (await api("GET", "/stacks?limit=100")).data;
+  } catch (err) {
+    document.getElementById("error").textContent = err.message;
+    return;
+  }
+  const current = new Map(listed.stacks.map((stack) => [stack.name, stack]));
+  for (const tr of rows.querySelectorAll("tr[data-stack]")) {
+    const name = tr.dataset.stack;
+    const stack = current.get(name);
+    if (!TRANSITIONAL.has(tr.dataset.status) || (!stack && listed.next)) {
+      continue;
+    }
+    if (!stack) {
+      if (tr.nextElementSibling?.classList.contains("editor")) {
+        tr.nextElementSibling.remove();
+      }
+      tr.remove();
+      announce(`Stack ${name} is gone.`);
+    } else if (stack.status !== tr.dataset.status) {
+      const focused = tr.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
+      const fresh = row(stack);
+      tr.replaceWith(fresh);
+      if (focused) {
+        fresh.querySelector(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
+      }
+      announce(`Stack ${name} is now ${stack.status}.`);
+    }
+  }
+  document.getElementById("empty").hidden = rows.querySelector("tr[data-stack]") !== null;
+  watch();
 }
 
 document.getElementById("refresh").addEventListener("click", () => load());

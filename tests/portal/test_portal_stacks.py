@@ -328,3 +328,24 @@ def test_an_expired_stream_ticket_is_replaced_and_the_stream_goes_on_after_the_l
     assert first_ticket not in resumed.url
     assert all(TOKEN not in request.url for request in streams)
     through.finished(through.call("DELETE", f"/stacks/{through.finished(created)['stack']}")[1]["operation"]["id"])
+
+
+def test_the_stacks_page_follows_a_stack_being_created_and_destroyed(token_server: Server, page: Page,
+                                                                    console: Console):
+    sign_in(page, token_server, console)
+    status, body = token_server.call("POST", "/stacks", {"program": "slow", "config": {"resources": 4}})
+    assert status == 202, body
+    stack = body["stack"]
+    page.goto(token_server.ui("stacks.html"))
+    row = stack_row(page, stack)
+    expect(row).to_contain_text("creating")
+    # No click on Refresh: the page follows the stack by itself and says so.
+    expect(page.locator("#status")).to_have_text(f"Stack {stack} is now ready.", timeout=LONG)
+    expect(row).to_contain_text("ready")
+    expect(row.locator('[data-output="pets"]')).not_to_be_empty()
+    status, body = token_server.call("DELETE", f"/stacks/{stack}")
+    assert status == 202, body
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("#status")).to_have_text(f"Stack {stack} is gone.", timeout=LONG)
+    expect(row).to_have_count(0)
+    assert token_server.finished(body["operation"]["id"])["status"] == "succeeded"
