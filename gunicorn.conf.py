@@ -71,9 +71,11 @@ def on_starting(server: Any) -> None:
     from infra.webhooks import load_subscribers
 
     try:
-        Catalog(_settings.programs).programs()
+        programs = Catalog(_settings.programs).programs()
         load_subscribers(_settings.webhooks_file)
-        Burner(_settings, select_engine(_settings)).toolchain()
+        burner = Burner(_settings, select_engine(_settings))
+        for program in programs.values():
+            burner.venv(program.path)
     except InfraError as exc:
         server.log.error("cannot start: %s", exc)
         raise SystemExit(1) from None

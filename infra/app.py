@@ -179,8 +179,8 @@ class MetricsResource:
 class OpenApiResource:
     """GET /openapi.json: the OpenAPI 3.1 document (built on first use: it reads the catalog)."""
 
-    def __init__(self, auth: bool, catalog: Catalog | None) -> None:
-        self._auth = auth
+    def __init__(self, settings: Settings, catalog: Catalog | None) -> None:
+        self._settings = settings
         self._catalog = catalog
         self._document: dict[str, Any] | None = None
 
@@ -189,7 +189,8 @@ class OpenApiResource:
         if self._document is None:
             programs = (None if self._catalog is None else
                         sorted(self._catalog.programs().values(), key=lambda p: p.name))
-            self._document = build_document(self._auth, programs)
+            self._document = build_document(self._settings.token is not None, programs,
+                                            self._settings.max_ttl)
         resp.media = self._document
 
 
@@ -209,8 +210,7 @@ def build_app(settings: Settings, operations: Operations, metrics: Metrics,
     context.add_route(app, "/healthz", HealthResource())
     context.add_route(app, "/readyz", ReadyResource(operations))
     context.add_route(app, "/metrics", MetricsResource(metrics))
-    context.add_route(app, "/openapi.json", OpenApiResource(
-        settings.token is not None, catalog))
+    context.add_route(app, "/openapi.json", OpenApiResource(settings, catalog))
     programs = ProgramsResource(catalog)
     context.add_route(app, "/programs", programs)
     context.add_route(app, "/programs/{program}", programs, suffix="program")

@@ -27,7 +27,7 @@ from infra.errors import (
     ParameterError,
 )
 from infra.settings import Settings
-from infra.stacks import StackSteps
+from infra.stacks import StackSteps, mask_config
 from infra.store import FINAL, EventRecord, OperationRecord, StackRecord, Store
 from infra.workflows import OperationRequest, StackOrder
 
@@ -110,11 +110,11 @@ class StackControl:
     def _create(self, fields: Mapping[str, Any], operation_id: str) -> OperationRecord:
         program = self._program(fields.get("program"))
         config = program.validate(_config_object(fields.get("config", {})))
-        ttl = self._ttl(fields["ttl"]) if fields.get("ttl") is not None else None
-        name = _stack_name(fields["name"]) if fields.get("name") is not None else _generated(program)
+        ttl = self._ttl(fields["ttl"]) if "ttl" in fields else None
+        name = _stack_name(fields["name"]) if "name" in fields else _generated(program)
         now = time.time()
         secret_keys = [key.name for key in program.config if key.secret]
-        masked = {key: "[secret]" if key in secret_keys else value for key, value in config.items()}
+        masked = mask_config(config, secret_keys)
         operation = OperationRecord(operation_id, "create", name, program.name, "queued", now)
         stack = StackRecord(name, program.name, "creating", masked, None, now, now,
                             now + ttl if ttl else None, operation_id)
@@ -140,7 +140,7 @@ class StackControl:
                                      f"the config keys of {program.name}: "
                                      + ", ".join(sorted(known)))
             known[key_name].check(config[key_name])
-        ttl = self._ttl(fields["ttl"]) if fields.get("ttl") is not None else None
+        ttl = self._ttl(fields["ttl"]) if "ttl" in fields else None
         operation = OperationRecord(new_operation_id(), "update", name, program.name, "queued",
                                     time.time())
         self.store.begin_operation(operation, "updating")

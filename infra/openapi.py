@@ -10,6 +10,7 @@ from infra.catalog import Program
 from infra.kinds import KINDS
 from infra.openapi_stacks import ERRORS as STACK_ERRORS
 from infra.openapi_stacks import stack_paths, stack_schemas
+from infra.settings import DEFAULT_MAX_TTL
 
 VALUE_DESCRIPTIONS = {
     "id": "random id, base64url (also hex)",
@@ -45,7 +46,8 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-def build_document(auth: bool, programs: Sequence[Program] | None = None) -> dict[str, Any]:
+def build_document(auth: bool, programs: Sequence[Program] | None = None,
+                   max_ttl: float = DEFAULT_MAX_TTL) -> dict[str, Any]:
     """The OpenAPI document; with ``auth`` every route but /healthz needs a bearer token.
 
     With ``programs`` (the catalog), the stack and operation routes are included.
@@ -92,7 +94,7 @@ def build_document(auth: bool, programs: Sequence[Program] | None = None) -> dic
         paths[f"/{kind}"] = {"get": operation}
     schemas = _schemas()
     if programs is not None:
-        paths.update(stack_paths(programs, _json, _stack_error,
+        paths.update(stack_paths(programs, max_ttl, _json, _stack_error,
                                  lambda name, summary, responses: _operation(name, summary,
                                                                              responses, auth)))
         schemas.update(stack_schemas())

@@ -41,13 +41,35 @@ ERRORS = {
     ("503", "streams"): "this process serves its most event streams",
 }
 
-_TTL = {"oneOf": [{"type": "integer", "minimum": 1, "description": "seconds"},
-                  {"type": "string", "pattern": r"^P(\d+W)?(\d+D)?(T(\d+H)?(\d+M)?(\d+S)?)?$",
-                   "description": "an ISO 8601 duration such as PT30M or P1D"}],
-        "description": "time to live, at most INFRA_API_MAX_TTL; at expiry the stack is "
-                       "destroyed and removed (an expire operation)"}
+def _ttl(max_ttl: float) -> dict[str, Any]:
+    # A duration's bound cannot be stated in JSON Schema: above INFRA_API_MAX_TTL it is a 400.
+    return {"oneOf": [{"type": "integer", "minimum": 1, "maximum": int(max_ttl),
+                       "description": "seconds"},
+                      {"type": "string", "pattern": _DURATION,
+                       "description": "an ISO 8601 duration in weeks, days, hours, minutes and "
+                                      "seconds, such as PT30M or P1D"}],
+            "description": f"time to live, at most INFRA_API_MAX_TTL ({max_ttl:g} s); at "
+                           "expiry the stack is destroyed and removed (an expire operation)"}
+
+
+_DURATION = r"^P(?!$)(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$"
+# A generated or given stack name; burner-<16 hex> names belong to the value routes.
+_NAME = r"^(?!burner-[0-9a-f]{16}$)[a-z][a-z0-9-]{0,62}$"
 _ISO = {"type": "string", "format": "date-time"}
 _ISO_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+
+
+# How a 202 answer leads to the next calls (schemathesis follows these in its stateful phase).
+_BY_STACK = {"stack": "$response.body#/stack"}
+_BY_OPERATION = {"operation": "$response.body#/operation/id"}
+_LINKS = {
+    "GetStack": {"operationId": "getStack", "parameters": _BY_STACK},
+    "UpdateStack": {"operationId": "updateStack", "parameters": _BY_STACK},
+    "DeleteStack": {"operationId": "deleteStack", "parameters": _BY_STACK},
+    "GetOperation": {"operationId": "getOperation", "parameters": _BY_OPERATION},
+    "OperationEvents": {"operationId": "operationEvents", "parameters": _BY_OPERATION},
+    "CancelOperation": {"operationId": "cancelOperation", "parameters": _BY_OPERATION},
+}
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -68,7 +90,7 @@ _PAGE = [_query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "defa
          _query("after", {"type": "string"}, "the `next` cursor of the previous page")]
 
 
-def create_body(programs: Sequence[Program]) -> dict[str, Any]:
+def create_body(programs: Sequence[Program], max_ttl: float) -> dict[str, Any]:
     """The POST /stacks body: one branch per catalog program, its config schema inside."""
     branches = []
     for program in programs:
@@ -76,44 +98,66 @@ def create_body(programs: Sequence[Program]) -> dict[str, Any]:
         branches.append({
             "type": "object", "required": ["program"] + (["config"] if config["required"] else []),
             "additionalProperties": False,
-            "properties": {"program": {"const": program.name}, "config": config, "ttl": _TTL,
-                           "name": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$",
+            "properties": {"program": {"const": program.name}, "config": config,
+                           "ttl": _ttl(max_ttl),
+                           "name": {"type": "string", "pattern": _NAME,
                                     "description": "the stack's name; generated if absent"}}})
     return {"oneOf": branches} if branches else {"type": "object"}
 
 
-def stack_paths(programs: Sequence[Program], respond: Respond, error: ErrorResponse,
+def update_config(programs: Sequence[Program]) -> dict[str, Any]:
+    """The PATCH config: keys to change, of the stack's program (here: of any program)."""
+    keys: dict[str, Any] = {}
+    for program in programs:
+        for name, schema in program.json_schema()["properties"].items():
+            keys.setdefault(name, {key: value for key, value in schema.items()
+                                   if key != "default"})
+    return {"type": "object", "additionalProperties": False, "properties": keys,
+            "description": "config keys to change, merged over the current ones; each must be "
+                           "a key of the stack's own program (see /programs/{program})"}
+
+
+def stack_paths(programs: Sequence[Program], max_ttl: float, respond: Respond,
+                error: ErrorResponse,
                 operation: Callable[[str, str, dict[str, Any]], dict[str, Any]]
                 ) -> dict[str, Any]:
     """The paths of the stack and operation routes."""
-    accepted = {"202": respond("accepted; follow the operation at Location",
-                               _ref("Accepted"))}
-    accepted["202"]["headers"]["Location"] = {"description": "the operation's URL",
-                                             "required": True, "schema": {"type": "string"}}
-    body = {"required": True, "content": {"application/json": {"schema": create_body(programs)}}}
+    def accepted(links: tuple[str, ...]) -> dict[str, Any]:
+        response = respond("accepted; follow the operation at Location", _ref("Accepted"))
+        response["headers"]["Location"] = {"description": "the operation's URL",
+                                           "required": True, "schema": {"type": "string"}}
+        response["links"] = {name: _LINKS[name] for name in links}
+        return {"202": response}
+
+    body = {"required": True, "content": {"application/json": {"schema": create_body(programs, max_ttl)}}}
     update_body = {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "additionalProperties": False, "minProperties": 1,
-        "properties": {"config": {"type": "object",
-                                  "description": "keys to change, merged over the current config"},
-                       "ttl": _TTL}}}}}
+        "properties": {"config": update_config(programs), "ttl": _ttl(max_ttl)}}}}}
     stack = [_path_parameter("stack")]
     op = [_path_parameter("operation")]
     events_200 = respond("the events: an SSE stream, or a JSON page with Accept: "
                                 "application/json", _ref("Events"))
     events_200["content"]["text/event-stream"] = {"schema": {
-        "type": "string", "description": "`id: <seq>`, `event: <type>`, `data: <Event as "
-                                         "JSON>` per event; `: keep-alive` comments; the stream "
-                                         "ends after the final status event"}}
+        "type": "object", "required": ["id", "event", "data"],
+        "description": "one Server-Sent Event per operation event; `: keep-alive` comments "
+                       "between them; the stream ends after the final status event",
+        "properties": {"id": {"type": "string", "pattern": "^[0-9]+$",
+                              "description": "the event's seq (resume with Last-Event-ID)"},
+                       "event": {"enum": EVENT_TYPES},
+                       "data": {"type": "string", "contentMediaType": "application/json",
+                                "description": "the Event as JSON"}}}}
     return {
         "/stacks": {
             "post": {**operation("createStack", "Create a stack of a catalog program "
                                  "(asynchronous)", {
-                                     **accepted, "400": error("400", "stacks"),
+                                     **accepted(("GetStack", "UpdateStack", "DeleteStack",
+                                                 "GetOperation", "OperationEvents",
+                                                 "CancelOperation")), "400": error("400", "stacks"),
                                      "409": error("409", "stacks"), "413": error("413", "stacks"),
                                      "415": error("415", "stacks"), "422": error("422", "stacks"),
                                      "503": error("503", "stacks")}),
                      "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                     "schema": {"type": "string", "maxLength": 255},
+                                     "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
                                      "description": "the same key and body return the same "
                                                     "operation; another body gets 422"}],
                      "requestBody": body},
@@ -133,12 +177,12 @@ def stack_paths(programs: Sequence[Program], respond: Respond, error: ErrorRespo
                 "parameters": [*stack, _query("show_secrets", {"type": "boolean"},
                                               "reveal secret outputs (needs INFRA_API_TOKEN)")]},
             "patch": {**operation("updateStack", "Update the stack's config or TTL (an up)", {
-                **accepted, "400": error("400", "stacks"), "404": error("404", "stacks"),
+                **accepted(("GetStack", "GetOperation", "OperationEvents", "CancelOperation")), "400": error("400", "stacks"), "404": error("404", "stacks"),
                 "409": error("409", "stacks"), "413": error("413", "stacks"),
                 "415": error("415", "stacks"), "503": error("503", "stacks")}),
                 "parameters": stack, "requestBody": update_body},
             "delete": {**operation("deleteStack", "Destroy the stack and remove it", {
-                **accepted, "404": error("404", "stacks"), "409": error("409", "stacks"),
+                **accepted(("GetStack", "GetOperation", "OperationEvents")), "404": error("404", "stacks"), "409": error("409", "stacks"),
                 "503": error("503", "stacks")}),
                 "parameters": stack},
         },

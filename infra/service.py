@@ -66,6 +66,9 @@ class Service:
                 logger.info("webhooks: %d subscribers from %s", len(subscribers),
                             settings.webhooks_file)
             self.burner.toolchain()
+            # Every program's virtualenv once, now, rather than in its first operation.
+            for program in self.catalog.programs().values():
+                self.burner.venv(program.path)
             self.burner.engine.command()
             address = settings.temporal_address
             if address is None:
@@ -93,6 +96,7 @@ class Service:
             if orchestrator is not None:
                 orchestrator.stop()
             self._stop_embedded()
+            self.store.close()
             if last:
                 self.burner.engine.stop_helpers()
 

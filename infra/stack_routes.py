@@ -18,6 +18,7 @@ import falcon
 
 from infra.control import MAX_PAGE, StackControl
 from infra.errors import OverloadedError, ParameterError
+from infra.openapi_stacks import STACK_STATUSES
 from infra.store import FINAL, EventRecord
 from infra.web import issue_ticket
 
@@ -84,8 +85,10 @@ class StacksResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """List stacks, by name, optionally of one program or status."""
         limit, after = _page(req)
-        stacks, cursor = self._control.stacks(req.get_param("program"), req.get_param("status"),
-                                              limit, after)
+        status = req.get_param("status")
+        if status is not None and status not in STACK_STATUSES:
+            raise ParameterError("status", status, "one of " + ", ".join(STACK_STATUSES))
+        stacks, cursor = self._control.stacks(req.get_param("program"), status, limit, after)
         resp.media = {"stacks": [stack.to_json() for stack in stacks], "next": cursor}
 
     def on_get_stack(self, req: falcon.Request, resp: falcon.Response, stack: str) -> None:
@@ -137,8 +140,8 @@ class OperationsResource:
     def on_get_events(self, req: falcon.Request, resp: falcon.Response, operation: str) -> None:
         """The operation's events: an SSE stream, or pages of JSON with Accept: application/json."""
         after = self._after(req)
+        limit, _ = _page(req)  # checked for the stream too: a bad one is a 400 either way
         if req.client_prefers(["text/event-stream", falcon.MEDIA_JSON]) == falcon.MEDIA_JSON:
-            limit, _ = _page(req)
             events = self._control.events(operation, after, limit)
             final = self._control.operation(operation).status in FINAL
             more = len(events) == limit or not final
@@ -179,10 +182,16 @@ class OperationsResource:
 
     @staticmethod
     def _after(req: falcon.Request) -> int:
-        raw = req.get_header("Last-Event-ID") or req.get_param("after") or "0"
-        if not raw.isdigit():
-            raise ParameterError("after", raw[:100], "an event sequence number (0 or more)")
-        return int(raw)
+        """Where to resume: the Last-Event-ID a reconnecting EventSource sends, else ``after``."""
+        found = 0
+        for name, raw in (("after", req.get_param("after")),
+                          ("Last-Event-ID", req.get_header("Last-Event-ID"))):
+            if raw is None:
+                continue
+            if not raw.isdigit():
+                raise ParameterError(name, raw[:100], "an event sequence number (0 or more)")
+            found = int(raw)
+        return found
 
 
 class _Stream:
