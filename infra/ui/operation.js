@@ -53,6 +53,10 @@ async function finish(status) {
     if (data.error) {
       document.getElementById("error").textContent = `${data.error.code}: ${data.error.message}`;
     }
+    if (data.started && data.finished) {
+      const took = durationText((Date.parse(data.finished) - Date.parse(data.started)) / 1000);
+      document.getElementById("duration").textContent = `Duration: ${took}, from start to ${status}.`;
+    }
     document.getElementById("outputs").replaceChildren(
       h("h3", { text: "Outputs" }), outputsList(data.outputs));
   } catch (err) {
@@ -60,6 +64,10 @@ async function finish(status) {
   }
   document.getElementById("result").hidden = false;
   announce(`Operation ${status}.`);
+}
+
+function durationText(seconds) {
+  return seconds < 60 ? `${seconds.toFixed(1)} s` : formatDuration(seconds);
 }
 
 function handle(type, seq, time, data) {
@@ -90,10 +98,9 @@ function handle(type, seq, time, data) {
     line(seq, time, `${data.severity}: ${data.message}`, data.severity);
   } else if (type === "summary") {
     const changes = Object.entries(data.changes || {}).map(([op, count]) => `${count} ${op}`).join(", ") || "no changes";
-    const seconds = Number(data.duration_s) || 0;
-    const duration = seconds < 60 ? `${seconds.toFixed(1)} s` : formatDuration(seconds);
+    const duration = durationText(Number(data.duration_s) || 0);
     line(seq, time, `summary: ${changes} in ${duration}`);
-    document.getElementById("summary").textContent = `Changes: ${changes}. Duration: ${duration}.`;
+    document.getElementById("summary").textContent = `Changes: ${changes} (Pulumi: ${duration}).`;
     for (const urn of planned) {
       done.add(urn);
     }

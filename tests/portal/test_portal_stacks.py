@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 from playwright.sync_api import Page, Request, expect
@@ -74,7 +75,11 @@ def test_a_sandbox_stack_from_the_form_to_its_destruction(server: Server, page: 
     expect(page.locator("#events")).to_contain_text("create done")
     progress = page.locator("#progress")
     assert progress.evaluate("(bar) => bar.value === bar.max && bar.max > 1")
-    expect(page.locator("#summary")).to_contain_text("Duration")
+    expect(page.locator("#summary")).to_contain_text("Changes: ")
+    took = (datetime.fromisoformat(operation["finished"]) - datetime.fromisoformat(operation["started"])).total_seconds()
+    expect(page.locator("#duration")).to_have_text(re.compile(r"^Duration: \d+\.\d s, from start to succeeded\.$"))
+    shown = float((page.locator("#duration").text_content() or "").split()[1])
+    assert abs(shown - took) <= 0.051
     outputs = operation["outputs"]
     assert outputs["password"] == "[secret]"
     expect(page.locator('#outputs [data-output="name"]')).to_have_text(outputs["name"])
