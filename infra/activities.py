@@ -1,127 +1,40 @@
-"""Activities: the steps as Temporal runs them, with heartbeats, cancellation, metrics, and
-the operation records and events they keep in the store.
+"""The burner activities: provision, teardown and the reaper's pass, as Temporal runs them.
 
-Activities are synchronous and run in the worker's thread pool. While one runs, a heartbeat
-thread reports its current phase; when Temporal asks to cancel it, that thread interrupts the
-stack's Pulumi command (SIGINT, then SIGKILL after the grace), so the engine records the update
-as failed and releases its lock before the activity reports itself cancelled.
+Activities are synchronous and run in the worker's thread pool, heartbeating and cancellable
+(``infra.step_runner``); each burn keeps its operation record and events in the store.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import datetime
-import json
 import logging
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, CancelledError
 
 from infra import logs
 from infra.basic import Burner, BurnSpec, Progress, is_burner_stack
-from infra.catalog import Catalog, Program
-from infra.errors import ConflictError, InfraError
-from infra.interrupt import interrupt_stack
+from infra.errors import InfraError
 from infra.kinds import BurnerRequest
-from infra.stacks import StackSteps, event_recorder, mask_config, mask_outputs
-from infra.store import OperationRecord, Store
-from infra.webhooks import Subscriber, post
+from infra.records import BURNER_PROGRAM, Records
+from infra.stacks import event_recorder
+from infra.step_runner import Heartbeat, failure, heartbeats, running
+from infra.store import OperationRecord
 from infra.workflows import (
-    ANNOUNCE,
-    APPLY,
-    DELIVER,
-    DESTROY,
-    FINISH_OPERATION,
-    OPEN_OPERATION,
     PROVISION,
     REAP_ORPHANS,
     TEARDOWN,
-    AnnounceInput,
-    ApplyInput,
-    Delivery,
-    DestroyInput,
     FinishInput,
-    OpenInput,
     PhaseTime,
     ProvisionInput,
     ProvisionOutput,
     TeardownInput,
     TeardownOutput,
 )
-from offline_pulumi.storage import redact_url
 
 logger = logging.getLogger(__name__)
-
-HEARTBEAT_SECONDS = 1.0
-
-
-BURNER_PROGRAM = "burner"
-
-
-class Records:
-    """Operation records, their events and the webhook deliveries their ends call for."""
-
-    def __init__(self, store: Store, subscribers: Sequence[Subscriber]) -> None:
-        self.store = store
-        self.subscribers = tuple(subscribers)
-
-    def event_sink(self, operation: str) -> Callable[[str, dict[str, Any]], None]:
-        """A callback that appends events to ``operation``'s stream."""
-        def append(event_type: str, data: dict[str, Any]) -> None:
-            self.store.append_event(operation, event_type, data)
-        return append
-
-    def start(self, operation: str) -> None:
-        """Mark a queued operation running and say so in its stream."""
-        if self.store.start_operation(operation, time.time()):
-            self.store.append_event(operation, "status", {"status": "running"})
-
-    def close(self, item: FinishInput) -> list[Delivery]:
-        """Record the operation's outcome and its stack's new status; return the deliveries."""
-        outcome = item.outcome
-        record = self.store.finish_operation(item.operation, outcome.status, time.time(),
-                                             outcome.error_code, outcome.error_message,
-                                             item.outputs)
-        error = ({"error": {"code": outcome.error_code, "message": outcome.error_message}}
-                 if outcome.error_code else {})
-        self.store.append_event(item.operation, "status", {"status": outcome.status, **error})
-        if item.stack_status == "gone":
-            self.store.delete_stack(record.stack)
-        elif item.stack_status is not None:
-            self.store.update_stack(record.stack, status=item.stack_status, updated=time.time())
-        logger.info("operation %s %s: %s", record.kind, record.id, outcome.status)
-        types = ["operation.succeeded" if outcome.status == "succeeded" else "operation.failed"]
-        if item.stack_event is not None:
-            types.append(item.stack_event)
-        return self.deliveries(record, types)
-
-    def deliveries(self, record: OperationRecord, types: Sequence[str]) -> list[Delivery]:
-        """One delivery per event type and subscriber that wants it (no secrets in a body)."""
-        deliveries = []
-        for event_type in types:
-            wanted = [index for index, subscriber in enumerate(self.subscribers)
-                      if event_type in subscriber.events]
-            if not wanted:
-                continue
-            event_id = "evt-" + uuid.uuid4().hex
-            operation = record.to_json()
-            body = json.dumps({
-                "id": event_id, "type": event_type,
-                "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"
-                                                                      ).replace("+00:00", "Z"),
-                "stack": record.stack, "program": record.program,
-                "operation": {key: operation[key] for key in ("id", "kind", "status", "error")},
-            }, separators=(",", ":"))
-            deliveries += [Delivery(index, event_id, event_type, record.id, body)
-                           for index in wanted]
-        return deliveries
 
 
 class BurnerActivities:
@@ -165,7 +78,7 @@ class BurnerActivities:
                 provisioned = self.burner.provision(spec, progress)
             except InfraError as exc:
                 beat.raise_if_cancelled()
-                raise _failure(exc, progress) from exc
+                raise failure(exc, progress) from exc
             beat.raise_if_cancelled()
         return ProvisionOutput(provisioned.value, list(provisioned.extras),
                                [PhaseTime(p.name, p.duration_ms) for p in progress.phases])
@@ -238,196 +151,8 @@ class BurnerActivities:
         return orphans
 
     def _running(self, name: str, stack: str) -> contextlib.AbstractContextManager[None]:
-        return _running(self.metrics, name, stack)
+        return running(self.metrics, name, stack)
 
     def _heartbeats(self, stack: str, progress: Progress
-                    ) -> contextlib.AbstractContextManager[_Heartbeat]:
-        return _heartbeats(stack, progress, self.settings.cancel_grace)
-
-
-class StackActivities:
-    """The activities of persistent stacks and webhook deliveries, around ``StackSteps``."""
-
-    def __init__(self, steps: StackSteps, catalog: Catalog, records: Records) -> None:
-        self.steps = steps
-        self.catalog = catalog
-        self.records = records
-        self.store = records.store
-        self.settings = steps.burner.settings
-        self.metrics = steps.burner.metrics
-
-    def all(self) -> list[Callable[..., object]]:
-        """Every activity, for the worker's registration."""
-        return [self.apply_stack, self.destroy_stack, self.open_operation, self.finish_operation,
-                self.announce, self.deliver_webhook]
-
-    @activity.defn(name=APPLY, no_thread_cancel_exception=True)
-    def apply_stack(self, item: ApplyInput) -> dict[str, Any]:
-        """Create or update the stack with its whole config; return its outputs, masked."""
-        program = self._program(item.program)
-        self.records.start(item.operation)
-        secrets = [str(item.config[key]) for key in item.secret_keys if key in item.config]
-        progress = Progress(on_event=event_recorder(self.records.event_sink(item.operation),
-                                                    secrets))
-        with (logs.bound(logs.request_id, item.request_id),
-              _running(self.metrics, APPLY, item.stack),
-              _heartbeats(item.stack, progress, self.settings.cancel_grace) as beat):
-            progress.on_phase = lambda name: beat.raise_if_cancelled()
-            try:
-                outputs = self.steps.apply(program.path, item.stack, item.config,
-                                           item.secret_keys, item.create, progress)
-            except InfraError as exc:
-                beat.raise_if_cancelled()
-                raise _failure(exc, progress) from exc
-            beat.raise_if_cancelled()
-        masked = mask_outputs(outputs)
-        self.store.update_stack(item.stack, outputs=masked, updated=time.time(),
-                                config=mask_config(item.config, item.secret_keys),
-                                expires=item.expires)
-        return masked
-
-    @activity.defn(name=DESTROY, no_thread_cancel_exception=True)
-    def destroy_stack(self, item: DestroyInput) -> dict[str, Any]:
-        """Destroy the stack's resources and remove it (gone already is a success)."""
-        program = self._program(item.program)
-        self.records.start(item.operation)
-        progress = Progress(on_event=event_recorder(self.records.event_sink(item.operation), ()))
-        with (logs.bound(logs.request_id, item.request_id),
-              _running(self.metrics, DESTROY, item.stack),
-              _heartbeats(item.stack, progress, self.settings.cancel_grace) as beat):
-            clear_lock = item.clear_lock or activity.info().attempt > 1
-            try:
-                self.steps.destroy(program.path, item.stack, clear_lock, progress)
-            except InfraError as exc:
-                beat.raise_if_cancelled()
-                raise _failure(exc, progress) from exc
-        return {}
-
-    @activity.defn(name=OPEN_OPERATION)
-    def open_operation(self, item: OpenInput) -> bool:
-        """Record an operation the workflow starts itself; False if another one is under way."""
-        record = OperationRecord(item.operation, item.kind, item.stack, item.program, "queued",
-                                 time.time())
-        try:
-            self.store.begin_operation(record, "destroying")
-        except ConflictError:
-            return False
-        return True
-
-    @activity.defn(name=FINISH_OPERATION)
-    def finish_operation(self, item: FinishInput) -> list[Delivery]:
-        """Close the operation's record; return the webhook deliveries its end calls for."""
-        return self.records.close(item)
-
-    @activity.defn(name=ANNOUNCE)
-    def announce(self, item: AnnounceInput) -> list[Delivery]:
-        """The deliveries of a stack event that is not an operation's end."""
-        record = self.store.get_operation(item.operation)
-        if record is None:
-            return []
-        logger.info("stack %s: %s", item.stack, item.event_type)
-        return self.records.deliveries(record, [item.event_type])
-
-    @activity.defn(name=DELIVER)
-    def deliver_webhook(self, item: Delivery) -> None:
-        """POST one event to one subscriber; a failure raises, and Temporal retries with backoff."""
-        attempt = activity.info().attempt
-        if item.subscriber >= len(self.records.subscribers):
-            logger.error("webhook: subscriber %d is no longer configured; dropping %s",
-                         item.subscriber + 1, item.event_id)
-            return
-        subscriber = self.records.subscribers[item.subscriber]
-        result = post(subscriber, item.event_id, item.event_type, item.body.encode())
-        shown = redact_url(subscriber.url)
-        self.store.append_event(item.operation, "webhook", {
-            "subscriber": shown, "event": item.event_type, "event_id": item.event_id,
-            "attempt": attempt, "outcome": "succeeded" if result.ok else "failed",
-            "status": result.status})
-        if not result.ok:
-            logger.warning("webhook %s to %s failed (attempt %d): %s", item.event_type, shown,
-                           attempt, result.error)
-            raise ApplicationError(f"delivery to {shown} failed: {result.error}")
-        logger.info("webhook %s delivered to %s (attempt %d)", item.event_type, shown, attempt)
-
-    def _program(self, name: str) -> Program:
-        program = self.catalog.programs().get(name)
-        if program is None:
-            raise ApplicationError(f"program {name!r} is no longer in the catalog",
-                                   {"code": "engine_error", "phase": "set_context",
-                                    "created": True, "status": 502}, non_retryable=True)
-        return program
-
-
-@contextmanager
-def _running(metrics: Any, name: str, stack: str) -> Iterator[None]:
-    """Bind the log context, log and count the activity's outcome and duration."""
-    info = activity.info()
-    started = time.perf_counter()
-    outcome = "failed"
-    with logs.bound(logs.operation, info.workflow_id or "-"), logs.bound(logs.stack_name, stack):
-        logger.info("activity %s: attempt %d", name, info.attempt)
-        try:
-            yield
-            outcome = "succeeded"
-        except CancelledError:
-            outcome = "cancelled"
-            raise
-        finally:
-            seconds = time.perf_counter() - started
-            logger.info("activity %s: %s in %.0f ms", name, outcome, seconds * 1000)
-            if metrics is not None:
-                metrics.activities.labels(name, outcome).inc()
-                metrics.activity_seconds.labels(name).observe(seconds)
-
-
-@contextmanager
-def _heartbeats(stack: str, progress: Progress, grace: float) -> Iterator[_Heartbeat]:
-    beat = _Heartbeat(stack, progress, grace)
-    beat.start()
-    try:
-        yield beat
-    finally:
-        beat.stop()
-
-
-class _Heartbeat:
-    """A thread that heartbeats the current phase and interrupts the engine on cancellation."""
-
-    def __init__(self, stack: str, progress: Progress, grace: float) -> None:
-        self._stack = stack
-        self._progress = progress
-        self._grace = grace
-        self._done = threading.Event()
-        self.cancelled = False
-        # The copied context carries the activity (for heartbeat) and the log fields.
-        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._loop,),
-                                        name=f"heartbeat-{stack}", daemon=True)
-
-    def start(self) -> None:
-        activity.heartbeat(self._progress.current)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def raise_if_cancelled(self) -> None:
-        """Report a cancelled step as cancelled, not as the failure the interrupt caused."""
-        if self.cancelled or activity.is_cancelled():
-            raise CancelledError("cancelled")
-
-    def _loop(self) -> None:
-        while not self._done.wait(HEARTBEAT_SECONDS):
-            activity.heartbeat(self._progress.current)
-            if activity.is_cancelled() and not self.cancelled:
-                self.cancelled = True
-                logger.warning("cancel requested during %s; interrupting the engine",
-                               self._progress.current)
-                interrupt_stack(self._stack, self._done.is_set, self._grace)
-
-
-def _failure(exc: InfraError, progress: Progress) -> ApplicationError:
-    """The activity error the workflow and the API read: code, phase, and whether it created."""
-    details = {"code": exc.code, "phase": progress.current, "created": progress.created,
-               "status": exc.status}
-    return ApplicationError(str(exc), details, type=type(exc).__name__, non_retryable=True)
+                    ) -> contextlib.AbstractContextManager[Heartbeat]:
+        return heartbeats(stack, progress, self.settings.cancel_grace)

@@ -27,9 +27,9 @@ from infra.errors import (
     ParameterError,
 )
 from infra.settings import Settings
+from infra.stack_workflow import OperationRequest, StackOrder
 from infra.stacks import StackSteps, mask_config
 from infra.store import FINAL, EventRecord, OperationRecord, StackRecord, Store
-from infra.workflows import OperationRequest, StackOrder
 
 logger = logging.getLogger(__name__)
 

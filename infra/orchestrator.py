@@ -42,7 +42,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from infra import logs
-from infra.activities import BurnerActivities, Records, StackActivities
+from infra.activities import BurnerActivities
 from infra.basic import STACK_PREFIX, Burner, BurnerResult, Phase, new_stack_name
 from infra.catalog import Catalog
 from infra.errors import (
@@ -53,19 +53,12 @@ from infra.errors import (
     StateDirError,
 )
 from infra.kinds import BurnerRequest
+from infra.records import Records
+from infra.stack_activities import StackActivities
+from infra.stack_workflow import OperationRequest, StackOrder, StackWorkflow, stack_workflow_id
 from infra.stacks import StackSteps
 from infra.store import OperationRecord
-from infra.workflows import (
-    BurnOrder,
-    BurnReport,
-    BurnWorkflow,
-    DeliverWorkflow,
-    OperationRequest,
-    ReapWorkflow,
-    StackOrder,
-    StackWorkflow,
-    stack_workflow_id,
-)
+from infra.workflows import BurnOrder, BurnReport, BurnWorkflow, DeliverWorkflow, ReapWorkflow
 
 logger = logging.getLogger(__name__)
 

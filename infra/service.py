@@ -13,7 +13,6 @@ import threading
 
 import falcon
 
-from infra.activities import Records
 from infra.app import build_app
 from infra.basic import Burner, BurnerResult
 from infra.catalog import Catalog
@@ -24,6 +23,7 @@ from infra.errors import InfraError
 from infra.kinds import BurnerRequest
 from infra.metrics import Metrics
 from infra.orchestrator import Orchestrator
+from infra.records import Records
 from infra.settings import Settings
 from infra.stacks import StackSteps
 from infra.store import open_store

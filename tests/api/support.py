@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
+import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 from pulumi import automation as auto
@@ -17,6 +21,7 @@ from tests.harness import (  # noqa: F401 - GUNICORN and SHARED_VENV_DIR re-expo
     GUNICORN,
     PYTHON,
     SHARED_VENV_DIR,
+    ServerProcess,
     get_json,
     wait_for,
 )
@@ -68,6 +73,8 @@ def all_stacks(settings: Settings) -> list[str]:
 
 
 HANG_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "hang"
+# A catalog program that creates one resource, then waits `seconds` (default: an hour).
+SLOW_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "slow"
 
 
 def leftovers(settings: Settings) -> dict[str, list[str]]:
@@ -151,3 +158,74 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> str:
             proc.kill()
             proc.wait()
     return proc.log.read_text()  # type: ignore[attr-defined]
+
+
+# -- the stack routes over real HTTP ------------------------------------------------------
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def call(server: ServerProcess, method: str, path: str, body: Any = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    """One request; returns status, headers and the JSON body."""
+    parts = urlsplit(server.base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        conn.request(method, path, body=data, headers=all_headers)
+        response = conn.getresponse()
+        raw = response.read()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                json.loads(raw) if raw else None)
+    finally:
+        conn.close()
+
+
+def finished(server: ServerProcess, operation: str, timeout: float = 120) -> dict[str, Any]:
+    """The operation once it ended."""
+    def done() -> dict[str, Any] | None:
+        _, _, body = call(server, "GET", f"/operations/{operation}")
+        return body if body["status"] in FINAL else None
+    result: dict[str, Any] = wait_for(done, timeout, f"operation {operation} to end")
+    return result
+
+
+def create(server: ServerProcess, **fields: Any) -> tuple[str, str]:
+    """POST /stacks; return (stack, operation)."""
+    status, headers, body = call(server, "POST", "/stacks", fields)
+    assert status == 202, body
+    assert headers["location"] == f"/operations/{body['operation']['id']}"
+    return body["stack"], body["operation"]["id"]
+
+
+def read_stream(server: ServerProcess, operation: str, last_event_id: int | None = None,
+                stop_after: int | None = None) -> list[tuple[int, str, dict[str, Any]]]:
+    """Read the SSE stream until it ends (or ``stop_after`` events, then drop the connection)."""
+    parts = urlsplit(server.base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=120)
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    events: list[tuple[int, str, dict[str, Any]]] = []
+    try:
+        conn.request("GET", f"/operations/{operation}/events", headers=headers)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type", "").startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line:
+                if not line.startswith(":"):
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+                continue
+            if "data" in fields:
+                events.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+                if stop_after is not None and len(events) >= stop_after:
+                    break
+            fields = {}
+    finally:
+        conn.close()
+    return events

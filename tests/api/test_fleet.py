@@ -23,10 +23,15 @@ from infra.venv import ensure_venv
 from tests.api.support import (
     HANG_PROGRAM,
     SHARED_VENV_DIR,
+    SLOW_PROGRAM,
     assert_no_processes_left,
+    call,
     concurrently,
+    create,
+    finished,
     make_environ,
     pulumi_descendants,
+    read_stream,
     start_worker,
     stop_worker,
 )
@@ -149,3 +154,35 @@ def test_host_a_dies_mid_up_and_host_b_destroys_and_removes_its_stack(
     assert_no_processes_left(tmp_path / "b" / "state")
     wait_for(lambda: not processes_under(host_tmp["b"]), timeout=10,
              what="host B's state proxy to stop")
+
+
+def test_any_api_node_answers_and_streams_for_a_stack_another_node_created(
+        tmp_path, host_tmp, temporal_address, postgres_server) -> None:
+    host_a, host_b = fleet(tmp_path, host_tmp, temporal_address, postgres_server, "fleet_stacks",
+                           INFRA_API_PROGRAMS=str(SLOW_PROGRAM))
+    worker = start_worker(host_a, tmp_path / "worker.log")
+    api_a = {**host_a, "INFRA_API_RUN_WORKER": "false", "INFRA_API_PORT": str(free_port())}
+    api_b = {**host_b, "INFRA_API_RUN_WORKER": "false", "INFRA_API_PORT": str(free_port())}
+    try:
+        with (running_server(GUNICORN, api_a, tmp_path / "api-a.log") as node_a,
+              running_server(GUNICORN, api_b, tmp_path / "api-b.log") as node_b):
+            stack, operation = create(node_a, program="slow", config={"seconds": 1})
+            # Node B never saw the request; the store they share has the operation's events.
+            events = read_stream(node_b, operation)
+            assert events[-1][2]["data"] == {"status": "succeeded"}
+            assert any(kind == "resource" for _, kind, _ in events)
+            _, _, seen_by_b = call(node_b, "GET", f"/stacks/{stack}")
+            assert seen_by_b == call(node_a, "GET", f"/stacks/{stack}")[2]
+            assert seen_by_b["status"] == "ready" and seen_by_b["outputs"]["id"]
+
+            _, _, accepted = call(node_b, "DELETE", f"/stacks/{stack}")
+            assert finished(node_a, accepted["operation"]["id"])["status"] == "succeeded"
+            assert call(node_a, "GET", f"/stacks/{stack}")[0] == 404
+    finally:
+        stop_worker(worker)
+    with psycopg.connect(postgres_server.url()) as conn:
+        kinds = conn.execute(b"SELECT kind FROM burner_operations WHERE stack = %s ORDER BY created",
+                             (stack,)).fetchall()
+    assert kinds == [("create",), ("destroy",)]
+    for host in ("a", "b"):  # neither host kept records of its own
+        assert not (tmp_path / host / "state" / "operations.db").exists()

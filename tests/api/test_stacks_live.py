@@ -6,29 +6,34 @@ webhooks to a receiver in this process; each test works on stacks of its own.
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import json
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from infra.settings import PROJECT_ROOT, Settings
 from infra.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
-from tests.api.support import GUNICORN, all_stacks, make_environ
+from tests.api.support import (
+    GUNICORN,
+    SLOW_PROGRAM,
+    all_stacks,
+    call,
+    create,
+    finished,
+    make_environ,
+    read_stream,
+)
 from tests.harness import ServerProcess, free_port, running_server, wait_for
 
 pytestmark = pytest.mark.slow
 
 SANDBOX = {"owner": "ann", "access_key": "hunter2-key"}
-SLOW_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "slow"
 FLAKY_FAILURES = 3
-FINAL = ("succeeded", "failed", "cancelled")
 
 
 class Receiver:
@@ -86,7 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
         {"url": f"http://127.0.0.1:{receiver.port}/flaky", "events": ["stack.created"],
          "secret": "flaky-secret"},
         {"url": f"http://127.0.0.1:{receiver.port}/steady",
-         "events": ["stack.created", "stack.destroyed", "operation.failed"],
+         "events": ["stack.created", "stack.destroyed", "stack.expiring", "operation.failed"],
          "secret": "steady-secret"},
     ]}))
     environ = make_environ(root / "state", INFRA_API_HOST="127.0.0.1",
@@ -98,72 +103,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
         yield process
     # Every test destroyed what it made: the backend holds no stack at all.
     assert all_stacks(Settings.from_environ(environ)) == []
-
-
-def call(server: ServerProcess, method: str, path: str, body: Any = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-    """One request; returns status, headers and the JSON body."""
-    parts = urlsplit(server.base_url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        all_headers = {"Content-Type": "application/json", **(headers or {})}
-        conn.request(method, path, body=data, headers=all_headers)
-        response = conn.getresponse()
-        raw = response.read()
-        return (response.status, {k.lower(): v for k, v in response.getheaders()},
-                json.loads(raw) if raw else None)
-    finally:
-        conn.close()
-
-
-def finished(server: ServerProcess, operation: str, timeout: float = 120) -> dict[str, Any]:
-    """The operation once it ended."""
-    def done() -> dict[str, Any] | None:
-        _, _, body = call(server, "GET", f"/operations/{operation}")
-        return body if body["status"] in FINAL else None
-    result: dict[str, Any] = wait_for(done, timeout, f"operation {operation} to end")
-    return result
-
-
-def create(server: ServerProcess, **fields: Any) -> tuple[str, str]:
-    """POST /stacks; return (stack, operation)."""
-    status, headers, body = call(server, "POST", "/stacks", fields)
-    assert status == 202, body
-    assert headers["location"] == f"/operations/{body['operation']['id']}"
-    return body["stack"], body["operation"]["id"]
-
-
-def read_stream(server: ServerProcess, operation: str, last_event_id: int | None = None,
-                stop_after: int | None = None) -> list[tuple[int, str, dict[str, Any]]]:
-    """Read the SSE stream until it ends (or ``stop_after`` events, then drop the connection)."""
-    parts = urlsplit(server.base_url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=120)
-    headers = {"Accept": "text/event-stream"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = str(last_event_id)
-    events: list[tuple[int, str, dict[str, Any]]] = []
-    try:
-        conn.request("GET", f"/operations/{operation}/events", headers=headers)
-        response = conn.getresponse()
-        assert response.status == 200
-        assert response.getheader("Content-Type", "").startswith("text/event-stream")
-        fields: dict[str, str] = {}
-        for raw in response:
-            line = raw.decode().rstrip("\n")
-            if line:
-                if not line.startswith(":"):
-                    name, _, value = line.partition(": ")
-                    fields[name] = value
-                continue
-            if "data" in fields:
-                events.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
-                if stop_after is not None and len(events) >= stop_after:
-                    break
-            fields = {}
-    finally:
-        conn.close()
-    return events
 
 
 def test_a_stack_is_created_followed_read_updated_and_deleted(server):
@@ -209,7 +148,7 @@ def test_a_stack_is_created_followed_read_updated_and_deleted(server):
     assert [op["kind"] for op in listed["operations"]] == ["destroy", "update", "create"]
 
 
-def test_a_stack_with_a_ttl_expires_and_the_expiry_is_an_operation(server):
+def test_a_stack_with_a_ttl_expires_and_the_expiry_is_an_operation(server, receiver):
     stack, operation = create(server, program="sandbox", config=SANDBOX, ttl=3)
     assert finished(server, operation)["status"] == "succeeded"
 
@@ -219,6 +158,11 @@ def test_a_stack_with_a_ttl_expires_and_the_expiry_is_an_operation(server):
     kinds = {op["kind"]: op for op in listed["operations"]}
     assert set(kinds) == {"create", "expire"}
     assert kinds["expire"]["status"] == "succeeded"
+    announced = wait_for(lambda: (lambda got: got if len(got) == 3 else None)(
+        [json.loads(a["body"]) for a in receiver.of("/steady", stack)]), 30, "the webhooks")
+    assert [event["type"] for event in announced] == [
+        "stack.created", "stack.expiring", "stack.destroyed"]
+    assert announced[2]["operation"]["id"] == kinds["expire"]["id"]
 
 
 def test_the_same_idempotency_key_returns_the_same_operation(server):
