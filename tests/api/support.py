@@ -40,8 +40,8 @@ def make_environ(state_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def burner_stacks(settings: Settings) -> list[str]:
-    """Names of the burner stacks in the settings' backend, listed through the Automation API."""
+def all_stacks(settings: Settings) -> list[str]:
+    """Names of every stack in the settings' backend, listed through the Automation API."""
     if settings.backend is None and not settings.backend_dir.exists():
         return []
     work_dir = settings.state_dir / "list-workspace"
@@ -53,23 +53,12 @@ def burner_stacks(settings: Settings) -> list[str]:
         env_vars={"PULUMI_BACKEND_URL": settings.backend_url, "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE},
         project_settings=auto.ProjectSettings(name=project_name(settings.program_dir), runtime="python"),
     )
-    return [stack.name for stack in ws.list_stacks(include_all=True) if "burner-" in stack.name]
-
-
-def all_stacks(settings: Settings) -> list[str]:
-    """Names of every stack in the settings' backend, whatever its program."""
-    if settings.backend is None and not settings.backend_dir.exists():
-        return []
-    work_dir = settings.state_dir / "list-workspace"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    ws = auto.LocalWorkspace(
-        work_dir=str(work_dir),
-        pulumi_home=str(settings.pulumi_home),
-        pulumi_command=select_engine(settings).command(),
-        env_vars={"PULUMI_BACKEND_URL": settings.backend_url, "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE},
-        project_settings=auto.ProjectSettings(name="any", runtime="python"),
-    )
     return sorted(stack.name for stack in ws.list_stacks(include_all=True))
+
+
+def burner_stacks(settings: Settings) -> list[str]:
+    """Names of the burner stacks in the settings' backend."""
+    return [name for name in all_stacks(settings) if "burner-" in name]
 
 
 HANG_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "hang"

@@ -98,11 +98,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
                            INFRA_API_PORT=str(free_port()), INFRA_API_WEBHOOKS_FILE=str(hooks),
                            INFRA_API_PROGRAMS=f"{PROJECT_ROOT / 'programs' / 'sandbox'}:"
                                               f"{SLOW_PROGRAM}",
-                           INFRA_API_MAX_TTL="3600", INFRA_API_CANCEL_GRACE="5")
+                           INFRA_API_MAX_TTL="3600", INFRA_API_CANCEL_GRACE="5",
+                           INFRA_API_LOG_LEVEL="DEBUG")
     with running_server(GUNICORN, environ, root / "server.log") as process:
         yield process
     # Every test destroyed what it made: the backend holds no stack at all.
     assert all_stacks(Settings.from_environ(environ)) == []
+    # A secret config value never reached a log line, at DEBUG either.
+    log = (root / "server.log").read_text()
+    assert "activity apply_stack: succeeded" in log and "hunter2-key" not in log
 
 
 def test_a_stack_is_created_followed_read_updated_and_deleted(server):
