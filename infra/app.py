@@ -15,6 +15,7 @@ from infra.kinds import KINDS, BurnerRequest, parse_request
 from infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from infra.metrics import Metrics
 from infra.openapi import VALUE_DESCRIPTIONS, build_document
+from infra.portal import add_portal
 from infra.settings import Settings
 from infra.slots import Slots
 from infra.stack_routes import OperationsResource, StacksResource
@@ -227,6 +228,7 @@ def build_app(settings: Settings, operations: Operations, metrics: Metrics,
     values = BurnerResource(operations, Slots(settings.max_inflight), metrics)
     for kind in KINDS:
         context.add_route(app, f"/{kind}", values, suffix=kind)
+    add_portal(app)
     return app
 
 

@@ -112,7 +112,11 @@ class RequestContext:
 
 
 class BearerAuth:
-    """Requires ``Authorization: Bearer <token>`` on every route except ``/healthz``."""
+    """Requires ``Authorization: Bearer <token>`` on every route except ``/healthz``.
+
+    The portal's static files under ``/ui/`` are not routes but a sink (``infra.portal``): falcon
+    calls no ``process_resource`` for a sink, so they need no token; they hold no data.
+    """
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
