@@ -10,8 +10,10 @@ The resident also remembers derived passphrase keys, in memory only: a child tha
 reports it on a pipe, later children inherit it, and new stacks take the salt of the key
 already known for their passphrase, so one derivation serves every stack of that passphrase.
 
-It ends when idle for ``OFFLINE_PULUMI_PROGRAM_HOST_IDLE`` seconds (600) or within a second of
-its socket file's removal (``offline_pulumi.engine.hosted.stop_hosts``). Commands already
+It ends when idle for ``OFFLINE_PULUMI_PROGRAM_HOST_IDLE`` seconds (600), within a second of
+its socket file's removal (``offline_pulumi.engine.hosted.stop_hosts``), or, once no command
+runs, within a second of the death of every process that ran commands through it (a service
+killed outright): it then stops the program hosts of its directory too. Commands already
 running finish on their own.
 """
 
@@ -82,16 +84,24 @@ def serve(path: str, idle_seconds: float) -> None:
     keys = _KeyInbox(keys_read)
     private = (lock, listener.fileno(), keys_read)
     last_used = time.monotonic()
+    callers: set[int] = set()  # the processes that started the launchers
+    running: set[int] = set()  # this process's command children
     try:
         while _still_ours(path, inode):
             readable, _, _ = select.select([listener.fileno(), keys_read], [], [], 0.25)
-            _reap()
+            running -= _reap()
             if keys_read in readable:
                 keys.read()
             if listener.fileno() in readable:
                 last_used = time.monotonic()
-                _accept(listener, keys_write, private)
+                _accept(listener, keys_write, private, callers, running)
             elif time.monotonic() - last_used > idle_seconds:
+                return
+            elif callers and not running and not _keep_alive(callers):
+                # Whoever used this resident is gone without stopping it: so is its service.
+                from offline_pulumi.engine.hosted import stop_hosts
+
+                stop_hosts(Path(path).parent)
                 return
     finally:
         listener.close()
@@ -133,16 +143,44 @@ def _still_ours(path: str, inode: int) -> bool:
         return False
 
 
-def _reap() -> None:
+def _reap() -> set[int]:
+    """Reap the children that ended; return their pids."""
     # Children report their exit codes themselves; reaping leaves no zombies and accounts
     # their CPU time to this process, as to any parent.
+    ended: set[int] = set()
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return ended
         if pid == 0:
-            return
+            return ended
+        ended.add(pid)
+
+
+def _keep_alive(callers: set[int]) -> bool:
+    """Forget the callers that died; whether any is left."""
+    callers.intersection_update([pid for pid in callers if _alive(pid)])
+    return bool(callers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _parent_of(pid: int) -> int | None:
+    # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class _KeyInbox:
@@ -164,27 +202,35 @@ class _KeyInbox:
             crypto.remember_report(line)
 
 
-def _accept(listener: socket.socket, keys_write: int, private: tuple[int, ...]) -> None:
+def _accept(listener: socket.socket, keys_write: int, private: tuple[int, ...],
+            callers: set[int], running: set[int]) -> None:
     conn, _ = listener.accept()
     fds: list[int] = []
     with conn:
         conn.settimeout(5.0)
         try:
-            _, uid, _ = struct.unpack("3i", conn.getsockopt(
+            launcher, uid, _ = struct.unpack("3i", conn.getsockopt(
                 socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
             if uid != os.getuid():
                 return
+            caller = _parent_of(launcher)
+            if caller is not None and caller > 1:
+                callers.add(caller)
             header, fds, _, _ = socket.recv_fds(conn, 8, 3)
             header += _read_exact(conn, 8 - len(header))
             request = Request.parse(_read_exact(conn, int(header)))
         except (OSError, ValueError, EOFError):
             request = None
-        if request is not None and len(fds) == 3 and os.fork() == 0:
+        child = os.fork() if request is not None and len(fds) == 3 else -1
+        if child == 0:
             code = 1
             try:
+                assert request is not None
                 code = _run_child(conn, fds, request, keys_write, private)
             finally:
                 os._exit(code)
+        if child > 0:
+            running.add(child)
         for fd in fds:
             os.close(fd)
 
