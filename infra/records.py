@@ -44,9 +44,6 @@ class Records:
         record = self.store.finish_operation(item.operation, outcome.status, time.time(),
                                              outcome.error_code, outcome.error_message,
                                              item.outputs)
-        error = ({"error": {"code": outcome.error_code, "message": outcome.error_message}}
-                 if outcome.error_code else {})
-        self.store.append_event(item.operation, "status", {"status": outcome.status, **error})
         if item.stack_status == "gone":
             self.store.delete_stack(record.stack)
         elif item.stack_status is not None:

@@ -323,15 +323,20 @@ class Store(abc.ABC):
                          outputs: dict[str, Any] | None = None) -> OperationRecord:
         """Give an active operation its final status and return it.
 
-        An operation that already ended keeps its first final status (returned unchanged);
-        NotFoundError for an unknown id.
+        The same transaction appends the ``status`` event that says so, so whoever reads a final
+        status also finds that event. An operation that already ended keeps its first final
+        status (returned unchanged); NotFoundError for an unknown id.
         """
         if status not in FINAL:
             raise ValueError(f"not a final status: {status!r}")
+        event: dict[str, Any] = {"status": status}
+        if error_code is not None:
+            event["error"] = {"code": error_code, "message": error_message}
         with self._transaction(write=True) as tx:
-            tx.run(f"UPDATE burner_operations SET status = ?, finished = ?, error_code = ?, "
-                   f"error_message = ?, outputs = ? WHERE id = ? AND {_IS_ACTIVE}",
-                   (status, now, error_code, error_message, _dumps(outputs), id))
+            if tx.run(f"UPDATE burner_operations SET status = ?, finished = ?, error_code = ?, "
+                      f"error_message = ?, outputs = ? WHERE id = ? AND {_IS_ACTIVE}",
+                      (status, now, error_code, error_message, _dumps(outputs), id)):
+                self._append(tx, id, "status", event, now)
             rows = tx.rows(f"{_OPERATION} WHERE id = ?", (id,))
         if not rows:
             raise NotFoundError(f"operation '{id}' not found")
@@ -383,17 +388,21 @@ class Store(abc.ABC):
     def append_event(self, operation: str, type: str, data: dict[str, Any],
                      now: float | None = None) -> EventRecord:
         """Add the operation's next event (seq 1, 2, 3, ...); NotFoundError for an unknown one."""
-        event_time = time.time() if now is None else now
         with self._transaction(write=True) as tx:
-            # The counter's row lock orders concurrent writers: no gaps, no duplicates.
-            rows = tx.rows("UPDATE burner_operations SET last_seq = last_seq + 1 WHERE id = ? "
-                           "RETURNING last_seq", (operation,))
-            if not rows:
-                raise NotFoundError(f"operation '{operation}' not found")
-            seq = int(rows[0][0])
-            tx.run("INSERT INTO burner_events (operation, seq, time, type, data) "
-                   "VALUES (?, ?, ?, ?, ?)", (operation, seq, event_time, type, json.dumps(data)))
-        return EventRecord(operation, seq, event_time, type, data)
+            return self._append(tx, operation, type, data, time.time() if now is None else now)
+
+    @staticmethod
+    def _append(tx: _Tx, operation: str, type: str, data: dict[str, Any], when: float
+                ) -> EventRecord:
+        # The counter's row lock orders concurrent writers: no gaps, no duplicates.
+        rows = tx.rows("UPDATE burner_operations SET last_seq = last_seq + 1 WHERE id = ? "
+                       "RETURNING last_seq", (operation,))
+        if not rows:
+            raise NotFoundError(f"operation '{operation}' not found")
+        seq = int(rows[0][0])
+        tx.run("INSERT INTO burner_events (operation, seq, time, type, data) "
+               "VALUES (?, ?, ?, ?, ?)", (operation, seq, when, type, json.dumps(data)))
+        return EventRecord(operation, seq, when, type, data)
 
     def events(self, operation: str, after: int = 0, limit: int = 100) -> list[EventRecord]:
         """The operation's events with seq above ``after``, oldest first, at most ``limit``."""

@@ -416,7 +416,7 @@ def test_purge_drops_old_finished_operations_their_events_and_old_keys(store: St
     assert store.get_operation(old.id) is None
     assert store.events(old.id) == []
     assert [store.get_operation(op.id) is not None for op in (recent, active)] == [True, True]
-    assert len(store.events(recent.id)) == 1
+    assert len(store.events(recent.id)) == 2  # "running" and its final status
     assert store.claim_idempotency_key("old", "h2", "op-x", T0 + 60) is None  # forgotten
     assert store.claim_idempotency_key("new", "h2", "op-x", T0 + 60) == ("h", recent.id)
     assert store.purge(older_than=T0 + 1000) == 1  # the active one stays, however old
@@ -481,3 +481,17 @@ def test_an_unusable_state_dir_is_a_store_error(tmp_path) -> None:
     store = open_store(Settings(state_dir=tmp_path / "state"))
     with pytest.raises(StoreError, match="state"):
         store.check()
+
+
+def test_the_final_status_and_its_event_are_written_together(store: Store) -> None:
+    # A stream that sees the final status must also find the event that says so.
+    store.record_operation(operation("burn-1", "burner-x", "burn", status="running"))
+    store.append_event("burn-1", "resource", {"step": "pre"})
+    store.finish_operation("burn-1", "failed", T0 + 3, error_code="engine_error",
+                           error_message="the up step failed")
+    events = store.events("burn-1")
+    assert [(e.seq, e.type) for e in events] == [(1, "resource"), (2, "status")]
+    assert events[-1].data == {"status": "failed", "error": {
+        "code": "engine_error", "message": "the up step failed"}}
+    store.finish_operation("burn-1", "succeeded", T0 + 4)  # already ended: no second event
+    assert len(store.events("burn-1")) == 2
