@@ -14,8 +14,8 @@ from infra.engine import Engine, select_engine
 from infra.kinds import parse_request
 from infra.settings import Settings
 
-PHASES = ("ensure_venv", "create_stack", "configure", "refresh", "up", "read_outputs",
-          "select", "destroy", "remove")
+PHASES = ("ensure_venv", "create_stack", "configure", "up", "read_outputs",
+          "destroy", "remove")
 
 
 @dataclasses.dataclass(frozen=True)

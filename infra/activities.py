@@ -1,4 +1,4 @@
-"""The burner activities: provision, teardown and the reaper's pass, as Temporal runs them.
+"""The burner activities: burn, teardown and the reaper's pass, as Temporal runs them.
 
 Activities are synchronous and run in the worker's thread pool, heartbeating and cancellable
 (``infra.step_runner``); each burn keeps its operation record and events in the store.
@@ -21,15 +21,17 @@ from infra.kinds import BurnerRequest
 from infra.records import BURNER_PROGRAM, Records
 from infra.stacks import event_recorder
 from infra.step_runner import Heartbeat, failure, heartbeats, running
-from infra.store import OperationRecord
+from infra.store import OperationRecord, StoreError
 from infra.workflows import (
-    PROVISION,
+    BURN,
     REAP_ORPHANS,
     TEARDOWN,
+    BurnInput,
+    BurnOutput,
+    Delivery,
     FinishInput,
+    Outcome,
     PhaseTime,
-    ProvisionInput,
-    ProvisionOutput,
     TeardownInput,
     TeardownOutput,
 )
@@ -54,11 +56,12 @@ class BurnerActivities:
 
     def all(self) -> list[Callable[..., object]]:
         """Every activity, for the worker's registration."""
-        return [self.provision, self.teardown, self.reap_orphans]
+        return [self.burn, self.teardown, self.reap_orphans]
 
-    @activity.defn(name=PROVISION, no_thread_cancel_exception=True)
-    def provision(self, item: ProvisionInput) -> ProvisionOutput:
-        """Create, configure, refresh and up the stack, and read its value."""
+    @activity.defn(name=BURN, no_thread_cancel_exception=True)
+    def burn(self, item: BurnInput) -> BurnOutput:
+        """Provision the stack and read its value, then destroy and remove it; close the burn's
+        operation record if it did."""
         params = tuple((name, value) for name, value in item.order.params)
         spec = BurnSpec(BurnerRequest(item.order.kind, params), item.stack)
         progress = Progress()
@@ -70,18 +73,33 @@ class BurnerActivities:
             self.records.store.append_event(operation, "status", {"status": "running"})
             progress.on_event = event_recorder(self.records.event_sink(operation), ())
         with (logs.bound(logs.request_id, item.order.request_id),
-              self._running(PROVISION, item.stack),
+              self._running(BURN, item.stack),
               self._heartbeats(item.stack, progress) as beat):
             # No new step starts once a cancel arrived.
             progress.on_phase = lambda name: beat.raise_if_cancelled()
             try:
-                provisioned = self.burner.provision(spec, progress)
+                burned = self.burner.burn(spec, progress)
             except InfraError as exc:
                 beat.raise_if_cancelled()
                 raise failure(exc, progress) from exc
             beat.raise_if_cancelled()
-        return ProvisionOutput(provisioned.value, list(provisioned.extras),
-                               [PhaseTime(p.name, p.duration_ms) for p in progress.phases])
+        deliveries = None
+        if burned.torn_down:
+            deliveries = self._close(operation)
+        provisioned = burned.provisioned
+        return BurnOutput(provisioned.value, list(provisioned.extras),
+                          [PhaseTime(p.name, p.duration_ms) for p in progress.phases],
+                          burned.torn_down, deliveries)
+
+    def _close(self, operation: str) -> list[Delivery] | None:
+        """Close a burn's record as succeeded; None if the store failed (the workflow retries)."""
+        if not operation:
+            return []
+        try:
+            return self.records.close(FinishInput(operation, Outcome("succeeded")))
+        except StoreError as exc:
+            logger.warning("could not close operation %s yet: %s", operation, exc)
+            return None
 
     @activity.defn(name=TEARDOWN, no_thread_cancel_exception=True)
     def teardown(self, item: TeardownInput) -> TeardownOutput:

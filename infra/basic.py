@@ -1,9 +1,11 @@
 """The burner steps: one ephemeral Pulumi stack, provisioned, read, then always torn down.
 
 Steps, each logged and timed: set the context, ensure the program's virtualenv, create the
-stack, configure it, refresh, up, read the outputs; then destroy and remove it. ``Burner``
-runs them; the workflow (``infra.activities``) runs provisioning and teardown as separate
-activities, ``Burner.run`` runs both in-process (``python -m infra.basic uuid``).
+stack, configure it, up (refreshing first, in the same engine command), read the outputs; then
+destroy and remove it. ``Burner.burn`` runs them all in one workspace; ``Burner.teardown``
+destroys and removes a stack that is left (a failed step, a dead worker), from anywhere. The
+workflow (``infra.activities``) runs them as activities, ``Burner.run`` in-process
+(``python -m infra.basic uuid``).
 """
 
 from __future__ import annotations
@@ -82,6 +84,14 @@ class Provisioned:
 
 
 @dataclasses.dataclass(frozen=True)
+class Burned:
+    """The value a burner stack produced, and whether the stack is destroyed and removed."""
+
+    provisioned: Provisioned
+    torn_down: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class BurnerResult:
     """The value a burner stack produced, its other encodings, and where the time went."""
 
@@ -107,7 +117,7 @@ class Progress:
     created: bool = False
     # Called with each phase's name as it starts (the workflow heartbeats with it).
     on_phase: Callable[[str], None] = lambda name: None
-    # Called with each engine event of refresh, up and destroy (the operation's event stream).
+    # Called with each engine event of up and destroy (the operation's event stream).
     on_event: auto.OnEvent | None = None
 
 
@@ -158,14 +168,13 @@ def configure(stack: auto.Stack, request: BurnerRequest) -> None:
     stack.set_all_config({key: auto.ConfigValue(value) for key, value in request.config().items()})
 
 
-def refresh(stack: auto.Stack, on_event: auto.OnEvent | None = None) -> None:
-    """Refresh the stack's state from its resources."""
-    stack.refresh(on_output=_output_logger(), on_event=on_event)
-
-
-def up(stack: auto.Stack, on_event: auto.OnEvent | None = None) -> auto.UpResult:
-    """Run the program and create its resources."""
-    return stack.up(on_output=_output_logger(), on_event=on_event)
+def up(stack: auto.Stack, on_event: auto.OnEvent | None = None, refresh: bool = False
+       ) -> auto.UpResult:
+    """Run the program and create its resources; with ``refresh``, first refresh the stack's
+    state from its resources."""
+    # `up --refresh` rather than a `refresh` first: the Automation API runs two engine
+    # commands for a refresh (the refresh and a history read), which cost a burn 60-80 ms.
+    return stack.up(refresh=refresh or None, on_output=_output_logger(), on_event=on_event)
 
 
 def read_outputs(spec: BurnSpec, result: auto.UpResult) -> Provisioned:
@@ -254,16 +263,36 @@ class Burner:
         finally:
             shutil.rmtree(work_dir, onerror=_log_rmtree_error)
 
+    def burn(self, spec: BurnSpec, progress: Progress) -> Burned:
+        """Provision the stack and read its value, then destroy and remove it in the same
+        workspace.
+
+        A failed destroy or remove is logged and reported as ``torn_down=False``: the value
+        stands, and ``teardown`` finishes the job. Raises EngineError naming the failed
+        provisioning step; ``progress.created`` tells whether the stack may exist.
+        """
+        with (logs.bound(logs.stack_name, spec.stack_name),
+              self._provisioned(spec, progress) as (stack, provisioned)):
+            try:
+                self._destroy_and_remove(stack, progress)
+            except EngineError as exc:
+                logger.error("teardown after reading the value failed (retried): %s", exc)
+                return Burned(provisioned, torn_down=False)
+            return Burned(provisioned, torn_down=True)
+
     def provision(self, spec: BurnSpec, progress: Progress) -> Provisioned:
-        """Create, configure, refresh and up the stack, then read its value.
+        """Create, configure, refresh and up the stack, then read its value; leave it standing.
 
         Raises EngineError naming the failed step; ``progress.created`` tells whether the
         stack may exist.
         """
-        with logs.bound(logs.stack_name, spec.stack_name):
-            return self._provision(spec, progress)
+        with (logs.bound(logs.stack_name, spec.stack_name),
+              self._provisioned(spec, progress) as (_, provisioned)):
+            return provisioned
 
-    def _provision(self, spec: BurnSpec, progress: Progress) -> Provisioned:
+    @contextmanager
+    def _provisioned(self, spec: BurnSpec, progress: Progress
+                     ) -> Iterator[tuple[auto.Stack, Provisioned]]:
         logger.info("set_context request=%s", spec.request.config())
         with self.step("ensure_venv", progress):
             self.toolchain()
@@ -274,12 +303,11 @@ class Burner:
                 stack = create_stack(spec.stack_name, workspace)
             with self.step("configure", progress):
                 configure(stack, spec.request)
-            with self.step("refresh", progress):
-                refresh(stack, progress.on_event)
             with self.step("up", progress):
-                result = up(stack, progress.on_event)
+                result = up(stack, progress.on_event, refresh=True)
             with self.step("read_outputs", progress):
-                return read_outputs(spec, result)
+                provisioned = read_outputs(spec, result)
+            yield stack, provisioned
 
     def teardown(self, stack_name: str, clear_lock: bool, progress: Progress,
                  program_dir: Path | None = None) -> None:
@@ -298,11 +326,14 @@ class Burner:
                 # Whoever held the lock is known to be gone (its step ended or timed out).
                 with self.step("clear_lock", progress):
                     stack.cancel()
-            with self.step("destroy", progress):
-                destroy(stack, progress.on_event)
-            # Only an empty stack is removed: if destroy failed, the error names what is left.
-            with self.step("remove", progress):
-                remove(stack)
+            self._destroy_and_remove(stack, progress)
+
+    def _destroy_and_remove(self, stack: auto.Stack, progress: Progress) -> None:
+        with self.step("destroy", progress):
+            destroy(stack, progress.on_event)
+        # Only an empty stack is removed: if destroy failed, the error names what is left.
+        with self.step("remove", progress):
+            remove(stack)
 
     def run(self, request: BurnerRequest) -> BurnerResult:
         """Provision, read and tear down one burner stack in this process.
@@ -313,11 +344,14 @@ class Burner:
         progress = Progress()
         with logs.bound(logs.stack_name, spec.stack_name):
             try:
-                provisioned = self.provision(spec, progress)
+                burned = self.burn(spec, progress)
             except BaseException:
                 self._teardown_after_failure(spec.stack_name, progress)
                 raise
-            self.teardown(spec.stack_name, clear_lock=False, progress=progress)
+            if not burned.torn_down:
+                # The engine command that failed has ended: any lock it left is stale.
+                self.teardown(spec.stack_name, clear_lock=True, progress=progress)
+        provisioned = burned.provisioned
         return BurnerResult(request.kind, provisioned.value, provisioned.extras, spec.stack_name,
                             tuple(progress.phases))
 

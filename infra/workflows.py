@@ -6,8 +6,11 @@ I/O and imports nothing of Pulumi's: the steps are activities (``infra.activitie
 here by string so the sandbox never loads them.
 
 A burner workflow's id is its stack's name, so "which workflow owns this stack" is a lookup.
-Provisioning runs once (a half-done ``up`` is never blindly repeated); teardown runs in
-``finally``, survives cancellation and retries until it succeeds, on whichever worker is alive.
+The burn activity runs once (a half-done ``up`` is never blindly repeated): it provisions, reads
+the value and, in the same workspace, destroys and removes the stack. Whenever it did not finish
+that teardown (a failed step, a dead worker, a cancel), the workflow's ``finally`` runs teardown
+as an activity of its own, which survives cancellation and retries until it succeeds, on
+whichever worker is alive.
 
 Each webhook delivery is a workflow of its own, so a dead endpoint never holds up an operation
 or another subscriber.
@@ -42,7 +45,7 @@ DELIVERY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coef
 DELIVERY_PATIENCE = timedelta(hours=24)
 STEP_TIMEOUT = timedelta(seconds=30)
 
-PROVISION = "provision"
+BURN = "burn"
 TEARDOWN = "teardown"
 REAP_ORPHANS = "reap_orphans"
 FINISH_OPERATION = "finish_operation"
@@ -63,8 +66,8 @@ class BurnOrder:
 
 
 @dataclasses.dataclass
-class ProvisionInput:
-    """A provision activity's input: the order and the stack the workflow fixed."""
+class BurnInput:
+    """A burn activity's input: the order and the stack the workflow fixed."""
 
     order: BurnOrder
     stack: str
@@ -79,12 +82,16 @@ class PhaseTime:
 
 
 @dataclasses.dataclass
-class ProvisionOutput:
-    """The stack's value, its other encodings and the provisioning steps' times."""
+class BurnOutput:
+    """The stack's value, its other encodings and the steps' times; whether the stack is
+    already destroyed and removed, and the operation's webhook deliveries once its record is
+    closed (None: not closed yet)."""
 
     value: str
     extras: list[tuple[str, str]]
     phases: list[PhaseTime]
+    torn_down: bool
+    deliveries: list[Delivery] | None
 
 
 @dataclasses.dataclass
@@ -147,12 +154,12 @@ class BurnWorkflow:
     async def run(self, order: BurnOrder) -> BurnReport:
         """Provision, read the value, tear down; fail with the provisioning error if any."""
         stack = workflow.info().workflow_id
-        provisioned: ProvisionOutput | None = None
+        burned: BurnOutput | None = None
         needs_teardown = True
         outcome = Outcome("succeeded")
         try:
-            provisioned = await workflow.execute_activity(
-                PROVISION, ProvisionInput(order, stack), result_type=ProvisionOutput,
+            burned = await workflow.execute_activity(
+                BURN, BurnInput(order, stack), result_type=BurnOutput,
                 start_to_close_timeout=timedelta(seconds=order.timeout_s) + HEARTBEAT_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=ONCE,
                 # Teardown may clear the stack's lock only once the engine holding it stopped.
@@ -165,15 +172,21 @@ class BurnWorkflow:
             outcome = Outcome("cancelled", "cancelled", "cancelled at the request timeout")
             raise
         finally:
-            if needs_teardown:
+            if burned is not None and burned.torn_down:
+                deliveries = burned.deliveries
+                if deliveries is None:
+                    deliveries = await finish(FinishInput(order.operation, outcome))
+                teardown = TeardownOutput([], deliveries)
+            elif needs_teardown:
+                # Whatever step stopped has ended (or timed out): its lock is stale.
                 teardown = await shielded(_teardown(TeardownInput(
-                    stack, provisioned is None, order.operation, outcome)), stack)
+                    stack, True, order.operation, outcome)), stack)
             else:
                 teardown = TeardownOutput([], await finish(FinishInput(order.operation, outcome)))
             await fan_out(teardown.deliveries)
-        assert provisioned is not None  # a failed provision re-raised above
-        return BurnReport(order.kind, stack, provisioned.value, provisioned.extras,
-                          provisioned.phases + teardown.phases)
+        assert burned is not None  # a failed burn re-raised above
+        return BurnReport(order.kind, stack, burned.value, burned.extras,
+                          burned.phases + teardown.phases)
 
 
 def _may_have_created(exc: ActivityError) -> bool:

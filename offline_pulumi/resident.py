@@ -46,11 +46,29 @@ WARM_MODULES = (
     "offline_pulumi.storage.file",
     "offline_pulumi.storage.proxy",
     "offline_pulumi.storage.postgres",
+    "offline_pulumi.providers.random",
     "cryptography.hazmat.primitives.ciphers.aead",
     "cryptography.exceptions",
+    # What commands import lazily (so that the launcher's own runs stay cheap): here each
+    # would cost every command that needs it 5-25 ms.
+    "yaml",
+    "grpc._channel",
+    "grpc._server",
+    "grpc._simple_stubs",
+    "grpc._utilities",
+    "grpc.experimental",
+    "concurrent.futures.thread",
+    "bcrypt",
+    "decimal",
+    "getpass",
+    "platform",
+    "pwd",
+    "uuid",
     "subprocess",
     "tempfile",
 )
+# The generated modules of the engine's own gRPC services (``offline_pulumi.engine.protos``).
+WARM_PROTOS = ("events_pb2", "events_pb2_grpc")
 
 
 def main(argv: list[str]) -> None:
@@ -125,11 +143,15 @@ def _take_lock(path: str) -> int | None:
 def _warm_up() -> None:
     import gc
 
+    from offline_pulumi.engine import protos
+
     for name in WARM_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:
             continue
+    for name in WARM_PROTOS:
+        protos.module(name)
     # What is imported now stays: keeping it out of the collector's reach spares each forked
     # child the copy-on-write of every page a collection would touch.
     gc.collect()

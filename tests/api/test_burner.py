@@ -14,8 +14,7 @@ from tests.api.support import burner_stacks
 
 pytestmark = pytest.mark.slow
 
-PHASES = ["ensure_venv", "create_stack", "configure", "refresh", "up", "read_outputs", "select",
-          "destroy", "remove"]
+PHASES = ["ensure_venv", "create_stack", "configure", "up", "read_outputs", "destroy", "remove"]
 
 
 def assert_cleaned_up(result_stack: str, settings) -> None:

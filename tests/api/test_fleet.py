@@ -107,7 +107,7 @@ def test_two_hosts_serve_16_concurrent_requests_from_one_backend(
         logs = [stop_worker(worker) for worker in workers]
     assert [status for status, _ in results] == [200] * 16, results
     assert all(proxies.values()), proxies
-    done = [log.count("activity provision: succeeded") for log in logs]
+    done = [log.count("activity burn: succeeded") for log in logs]
     assert sum(done) == 16 and all(done), done  # both hosts did some of the work
     assert burner_keys(postgres_server, "fleet_share") == CLEAN
     for host in ("a", "b"):  # the state dirs hold no stack: the backend is the table

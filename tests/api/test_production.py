@@ -104,9 +104,9 @@ def test_one_api_node_and_two_workers_share_the_work(tmp_path, temporal_address)
         worker_logs = [stop_worker(worker) for worker in workers]
     assert [status for status, _ in results] == [200] * 16, results
     assert len({body["operation"] for _, body in results}) == 16
-    done = [log.count("activity provision: succeeded") for log in worker_logs]
+    done = [log.count("activity burn: succeeded") for log in worker_logs]
     assert sum(done) == 16 and all(done), done
-    assert "activity provision" not in api_log  # the API node runs no activity
+    assert "activity burn" not in api_log  # the API node runs no activity
     assert leftovers(Settings.from_environ(environ)) == CLEAN
     assert_no_processes_left(tmp_path / "state")
 
@@ -219,7 +219,7 @@ def test_token_readiness_metrics_openapi_and_json_logs_live(server_environ, tmp_
         assert 'burner_http_requests_total{method="GET",route="/uuid",status="401"} 2.0' in text
         assert 'burner_phase_duration_seconds_count{phase="up"} 1.0' in text
         assert 'burner_workflows_total{outcome="succeeded"} 1.0' in text
-        assert 'burner_activities_total{activity="provision",outcome="succeeded"} 1.0' in text
+        assert 'burner_activities_total{activity="burn",outcome="succeeded"} 1.0' in text
         assert "burner_inflight_stacks 0.0" in text
         log = server.output()
     assert "auth: bearer token required" in log

@@ -110,7 +110,7 @@ def test_ctrl_c_in_the_terminal_fails_no_in_flight_request(dev_server, server_en
     # it started that stayed in the group.
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         pending = [pool.submit(get_json, dev_server.base_url + "/uuid") for _ in range(2)]
-        wait_for(lambda: "activity provision: attempt" in dev_server.output(), what="a provision")
+        wait_for(lambda: "activity burn: attempt" in dev_server.output(), what="a provision")
         time.sleep(0.3)
         os.killpg(dev_server.proc.pid, signal.SIGINT)
         results = [future.result(timeout=120) for future in pending]
