@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import zoneinfo
 
 import pulumi
 import pulumi_random as random
@@ -41,6 +40,9 @@ def burn_string(config: pulumi.Config) -> None:
 
 def burn_time(config: pulumi.Config) -> None:
     """Export the current time in zone ``tz`` as ISO 8601 with its UTC offset."""
+    # Imported here: only /time needs it, and every other run would pay for the import.
+    import zoneinfo
+
     name = config.get("tz") or "UTC"
     try:
         zone = zoneinfo.ZoneInfo(name)

@@ -40,6 +40,7 @@ from temporalio.exceptions import (
 from temporalio.exceptions import TimeoutError as StepTimeout
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from infra import logs
 from infra.activities import BurnerActivities
@@ -67,6 +68,11 @@ T = TypeVar("T")
 CONNECT_SECONDS = 30.0
 # Past the request deadline, how long the API waits for the cancel call and the phase lookup.
 CANCEL_SECONDS = 5.0
+# The workflow modules import only temporalio and the standard library and keep no state of
+# their own, so the sandbox may share them: otherwise it runs them again for every workflow.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "infra.workflows", "infra.stack_workflow"))
 
 
 class Orchestrator:
@@ -125,6 +131,7 @@ class Orchestrator:
             workflows=[BurnWorkflow, ReapWorkflow, StackWorkflow, DeliverWorkflow],
             activities=burns.all() + stacks.all(),
             activity_executor=self._executor,
+            workflow_runner=WORKFLOW_RUNNER,
             max_concurrent_activities=settings.worker_concurrency,
             # Cancellation reaches an activity with its next heartbeat: keep that prompt.
             max_heartbeat_throttle_interval=timedelta(seconds=1),

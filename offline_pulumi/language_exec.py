@@ -21,8 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 BAIL = 32
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    """The arguments the language host passes, in the real CLI's names."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     for name in ("monitor", "engine", "project", "root_directory", "stack", "pwd", "dry_run",
                  "tracing", "organization"):
@@ -30,7 +29,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--parallel", required=True)
     parser.add_argument("PROGRAM")
     parser.add_argument("ARGS", nargs=argparse.REMAINDER)
-    return parser.parse_args(argv)
+    return parser
+
+
+# Built at import: a warm program host imports this module once, and building a parser costs
+# a run several milliseconds (argparse formats every argument's help as it is added).
+PARSER = _parser()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The arguments the language host passes, in the real CLI's names."""
+    return PARSER.parse_args(argv)
 
 
 def configure(args: argparse.Namespace) -> None:

@@ -100,7 +100,13 @@ def _child(conn: socket.socket, fds: list[int], request: dict, run: object) -> N
 
 def serve(path: str, idle_seconds: float) -> None:
     """Accept program runs until idle for ``idle_seconds`` or until the socket file is removed."""
+    import gc
+
     run = _warm_up()
+    # What is imported now stays: out of the collector's reach, a child's collections neither
+    # scan it nor copy the pages it lives on.
+    gc.collect()
+    gc.freeze()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(path)
