@@ -17,6 +17,7 @@ from temporalio import activity
 from infra import logs
 from infra.basic import Burner, BurnSpec, Progress, is_burner_stack
 from infra.errors import InfraError
+from infra.handoff import LocalResults
 from infra.kinds import BurnerRequest
 from infra.records import BURNER_PROGRAM, Records
 from infra.stacks import event_recorder
@@ -28,6 +29,7 @@ from infra.workflows import (
     TEARDOWN,
     BurnInput,
     BurnOutput,
+    BurnReport,
     Delivery,
     FinishInput,
     Outcome,
@@ -46,11 +48,12 @@ class BurnerActivities:
     ``ended``, or is ``none`` (the reaper asks).
     """
 
-    def __init__(self, burner: Burner, owner_status: Callable[[str], str], records: Records
-                 ) -> None:
+    def __init__(self, burner: Burner, owner_status: Callable[[str], str], records: Records,
+                 local_results: LocalResults | None = None) -> None:
         self.burner = burner
         self.owner_status = owner_status
         self.records = records
+        self.local_results = local_results
         self.settings = burner.settings
         self.metrics = burner.metrics
 
@@ -87,9 +90,13 @@ class BurnerActivities:
         if burned.torn_down:
             deliveries = self._close(operation)
         provisioned = burned.provisioned
-        return BurnOutput(provisioned.value, list(provisioned.extras),
-                          [PhaseTime(p.name, p.duration_ms) for p in progress.phases],
-                          burned.torn_down, deliveries)
+        phases = [PhaseTime(p.name, p.duration_ms) for p in progress.phases]
+        if deliveries is not None and self.local_results is not None:
+            # Nothing is left to do for the answer: a request of this process may have it now.
+            self.local_results.deliver(BurnReport(item.order.kind, item.stack, provisioned.value,
+                                                  list(provisioned.extras), phases))
+        return BurnOutput(provisioned.value, list(provisioned.extras), phases, burned.torn_down,
+                          deliveries)
 
     def _close(self, operation: str) -> list[Delivery] | None:
         """Close a burn's record as succeeded; None if the store failed (the workflow retries)."""

@@ -53,6 +53,7 @@ from infra.errors import (
     OrchestrationError,
     StateDirError,
 )
+from infra.handoff import LocalResults
 from infra.kinds import BurnerRequest
 from infra.records import Records
 from infra.stack_activities import StackActivities
@@ -94,6 +95,7 @@ class Orchestrator:
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._local_results = LocalResults()
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -124,7 +126,8 @@ class Orchestrator:
         settings = self.settings
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.worker_concurrency, thread_name_prefix="activity")
-        burns = BurnerActivities(self.burner, self.owner_status, self.records)
+        burns = BurnerActivities(self.burner, self.owner_status, self.records,
+                                 self._local_results)
         stacks = StackActivities(StackSteps(self.burner), self.catalog, self.records)
         self._worker = Worker(
             self._client, task_queue=settings.task_queue,
@@ -223,7 +226,8 @@ class Orchestrator:
             raise OrchestrationError(f"cannot start the workflow: {exc.message}") from exc
         logger.info("workflow started")
         try:
-            return await asyncio.wait_for(handle.result(), self.settings.request_timeout)
+            return await asyncio.wait_for(self._first_report(handle, stack),
+                                          self.settings.request_timeout)
         except TimeoutError:
             phase = await self._cancel_at_deadline(handle)
             raise DeadlineError(phase, stack, self.settings.request_timeout) from None
@@ -231,6 +235,24 @@ class Orchestrator:
             raise _failure(exc, stack) from exc
         except RPCError as exc:
             raise OrchestrationError(f"lost the workflow: {exc.message}") from exc
+
+    async def _first_report(self, handle: WorkflowHandle[Any, BurnReport], stack: str
+                            ) -> BurnReport:
+        """The burn's report from its activity, if that ran in this process, or else (and on
+        any failure) from the workflow's result."""
+        result = asyncio.ensure_future(handle.result())
+        local = self._local_results.expect(stack)
+        try:
+            await asyncio.wait({result, local}, return_when=asyncio.FIRST_COMPLETED)
+            if local.done():
+                logger.debug("answered from the burn activity in this process")
+                return local.result()
+            return await result
+        finally:
+            self._local_results.forget(stack)
+            local.cancel()
+            if not result.done():
+                result.cancel()
 
     async def _cancel_at_deadline(self, handle: WorkflowHandle[Any, Any]) -> str:
         """Cancel the workflow (it tears down by itself); return the phase it was in."""

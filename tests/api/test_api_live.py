@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.api import checks
 from tests.api.support import burner_stacks
+from tests.harness import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -16,6 +19,19 @@ def test_uuid(live_client):
     assert result.json["request"] == "uuid"
     assert result.json["stack"].startswith("burner-")
     checks.assert_uuid(result.json["response"])
+
+
+def test_an_answer_comes_from_the_local_activity_once_its_operation_is_closed_and_the_workflow_still_completes(
+        live_client, live_service, caplog):
+    with caplog.at_level(logging.DEBUG, logger="infra.orchestrator"):
+        result = live_client.simulate_get("/uuid")
+    assert result.status_code == 200, result.text
+    assert "answered from the burn activity in this process" in caplog.text
+    record = live_service.store.get_operation(result.json["operation"])
+    assert record is not None and record.status == "succeeded"
+    assert result.json["stack"] not in burner_stacks(live_service.settings)
+    wait_for(lambda: live_service.orchestrator.owner_status(result.json["stack"]) == "ended",
+             timeout=10, what="the burn's workflow to complete")
 
 
 def test_id_with_bytes(live_client):
