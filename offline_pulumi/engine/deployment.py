@@ -244,7 +244,8 @@ class Deployment(Ledger):
                 self.doomed.append(doomed)
             self._forget_old(urn, old)
             self.changes[op] += 1
-            self._save()
+            change = self._changed()
+        self._save(change)
         self.events.step_done(step_metadata(first_op, old, new), time.monotonic() - started)
         if op == "replace":
             self.events.step_pre(step_metadata("replace", old, new), quiet=True)
@@ -282,13 +283,15 @@ class Deployment(Ledger):
         builtin(package, f"resource '{request.name}' of type '{request.type}'")
         name = default_provider_name(request.version)
         urn = f"urn:pulumi:{self.stack}::{self.project}::{PROVIDER_PREFIX}{package}::{name}"
-        with self._lock:
-            existing = self.new.get(urn)
+        # Not under ``_lock``: registering the provider saves the snapshot, which needs it.
+        with self._default_providers:
+            with self._lock:
+                existing, old = self.new.get(urn), self.old.get(urn)
             if existing is None:
                 inputs = {"version": request.version} if request.version else {}
                 registered = self._register_provider(
                     urn, Registration(type=f"{PROVIDER_PREFIX}{package}", name=name,
-                                      custom=True, inputs=inputs), self.old.get(urn))
+                                      custom=True, inputs=inputs), old)
                 return f"{urn}::{registered.id}"
             return f"{urn}::{existing.get('id', '')}"
 

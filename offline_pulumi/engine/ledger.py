@@ -1,8 +1,14 @@
 """The record of one update: old and new state, the steps taken, deletes at the end.
 
-``Ledger`` applies and records steps (saving the snapshot after each) and runs the deletes of
-an update, a destroy or a refresh; ``deployment.Deployment`` decides the step for each
-registration. Thread-safe: the SDK registers resources from a thread pool.
+``Ledger`` applies and records steps and runs the deletes of an update, a destroy or a
+refresh; ``deployment.Deployment`` decides the step for each registration. Thread-safe: the
+SDK registers resources from a thread pool.
+
+Every change (an operation begun, a step's outcome) is in a saved snapshot before the engine
+goes on: before the provider is called, before the step is reported or the program hears of
+it. Steps running at the same time share saves (group commit): a step whose change a save
+taken after it already covers does not write again, so a killed update still leaves every
+reported step, and every operation in flight, in the checkpoint.
 """
 
 from __future__ import annotations
@@ -60,6 +66,16 @@ class Ledger:
         self.failure: str | None = None
         self.kept_protected = 0   # protected resources a destroy --exclude-protected kept
         self._lock = threading.RLock()
+        # Group commit: ``_changes`` counts changes, ``_saved`` how many of them are saved.
+        # One thread saves at a time (``_writing``), so a later snapshot is never overwritten
+        # by an earlier one; the others wait on ``_saves`` for a save that covers them.
+        # ``_saves``'s lock is never held while taking ``_lock``.
+        self._saves = threading.Condition(threading.Lock())
+        self._writing = False
+        self._changes = 0
+        self._saved = 0
+        self.saves = 0   # snapshots written
+        self._default_providers = threading.Lock()   # one thread makes each default provider
 
     # -- URNs --------------------------------------------------------------------------
     def urn(self, type_token: str, name: str, parent: str) -> str:
@@ -108,8 +124,8 @@ class Ledger:
             if op == "replace" and old is not None:
                 self.doomed.append({**old, "delete": True})
             self._forget_old(new["urn"], old)
-            if op != "same":
-                self._save()
+            change = self._changed() if op != "same" else 0
+        self._save(change)
         if outputs_event or op != "same":
             self.events.step_done(metadata, time.monotonic() - started, quiet=quiet)
 
@@ -122,7 +138,8 @@ class Ledger:
     def _begin(self, urn: str, draft: Resource, kind: str) -> None:
         with self._lock:
             self.in_flight[urn] = {"resource": draft, "type": kind}
-            self._save()
+            change = self._changed()
+        self._save(change)
 
     def fail_registration(self, urn: str, type_token: str, message: str) -> None:
         """Report a registration that failed before its step (e.g. in a transform)."""
@@ -139,9 +156,43 @@ class Ledger:
                                  "old": None, "new": None, "provider": ""})
         raise StepFailed(message)
 
-    def _save(self) -> None:
-        if self.persist is not None and not self.dry_run:
-            self.persist(self.snapshot(), self.pending_operations())
+    def _changed(self) -> int:
+        """Note a change to save (under ``_lock``); its number is for ``_save``."""
+        self._changes += 1
+        return self._changes
+
+    def _save(self, change: int) -> None:
+        """Return once change number ``change`` (and every one before) is in a saved snapshot.
+
+        Called without ``_lock`` held: the thread that saves takes it to copy the state, and
+        a step waiting here must not stop others from recording their changes meanwhile.
+        """
+        if self.persist is None or self.dry_run:
+            return
+        with self._saves:
+            while self._saved < change:
+                if not self._writing:
+                    self._writing = True
+                    break
+                # A save is under way: the one after it covers this change, if it doesn't.
+                self._saves.wait()
+            else:
+                return
+        saved = None
+        try:
+            with self._lock:
+                covered = self._changes
+                resources = [dict(r) for r in self.snapshot()]
+                pending = self.pending_operations()
+            self.persist(resources, pending)
+            saved = covered
+        finally:
+            with self._saves:
+                self._writing = False
+                if saved is not None:
+                    self._saved = saved
+                    self.saves += 1
+                self._saves.notify_all()
 
     # -- outputs and the end of the update ---------------------------------------------
     def register_outputs(self, urn: str, outputs: dict[str, Any]) -> None:
@@ -153,7 +204,8 @@ class Ledger:
             resource["outputs"] = outputs
             if resource["type"] == STACK_TYPE:
                 self.stack_outputs = outputs
-            self._save()
+            change = self._changed()
+        self._save(change)
         self.events.step_done(step_metadata("same" if urn in self.old else "create",
                                              None, resource), 0, quiet=True)
 
@@ -276,7 +328,8 @@ class Ledger:
                     self.doomed.remove(resource)
             if counted:
                 self.changes["delete"] += 1
-            self._save()
+            change = self._changed()
+        self._save(change)
         self.events.step_done(metadata, time.monotonic() - started, quiet=not counted)
         return True
 

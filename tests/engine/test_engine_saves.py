@@ -1,0 +1,119 @@
+"""Saving the snapshot while steps run in parallel, as the SDK registers them.
+
+Every change is saved before the engine goes on (a create is pending in a saved snapshot
+before the provider runs, and its outcome is saved before the program hears of it), while
+steps running at the same time share their saves.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from offline_pulumi.engine.deployment import Deployment
+from offline_pulumi.engine.events import EventStream
+from offline_pulumi.engine.steps import Registered, Registration, StepFailed
+from offline_pulumi.providers import random
+
+RANDOM_ID = "random:index/randomId:RandomId"
+STEPS = 40
+
+
+class Saves:
+    """A persist seam that takes as long as a small write and keeps what each save held."""
+
+    def __init__(self, seconds: float = 0.005) -> None:
+        self.seconds = seconds
+        self.snapshots: list[tuple[set[str], set[str]]] = []   # (resource URNs, pending URNs)
+        self._lock = threading.Lock()
+
+    def __call__(self, resources: list[dict[str, Any]], pending: list[dict[str, Any]]) -> None:
+        time.sleep(self.seconds)
+        with self._lock:
+            self.snapshots.append(({r["urn"] for r in resources},
+                                   {p["resource"]["urn"] for p in pending}))
+
+    def last(self) -> tuple[set[str], set[str]]:
+        """What the latest save held (nothing before the first)."""
+        with self._lock:
+            return self.snapshots[-1] if self.snapshots else (set(), set())
+
+
+def _deployment(saves: Saves) -> Deployment:
+    return Deployment("dev", "proj", [], EventStream(None, out=io.StringIO()), dry_run=False,
+                      persist=saves)
+
+
+def _urn(name: str) -> str:
+    return f"urn:pulumi:dev::proj::{RANDOM_ID}::{name}"
+
+
+def _register(deployment: Deployment, index: int) -> Registered:
+    return deployment.register(Registration(
+        type=RANDOM_ID, name=f"r{index}", custom=True, version="4.21.4",
+        inputs={"byteLength": 4, "prefix": f"r{index}-"}))
+
+
+def _register_in_parallel(deployment: Deployment, each: Any = _register) -> list[Any]:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(lambda index: each(deployment, index), range(STEPS)))
+
+
+def test_parallel_steps_share_saves_and_the_last_save_holds_every_outcome() -> None:
+    saves = Saves()
+    deployment = _deployment(saves)
+    registered = _register_in_parallel(deployment)
+    # Each create changes the state twice (begun, done): alone, that is two saves a step.
+    assert len(saves.snapshots) < STEPS
+    assert deployment.saves == len(saves.snapshots)
+    urns, pending = saves.last()
+    assert {r.urn for r in registered} <= urns and pending == set()
+    assert sum("::pulumi:providers:random::" in urn for urn in urns) == 1
+
+
+def test_a_step_is_saved_before_the_program_hears_of_it() -> None:
+    saves = Saves()
+    deployment = _deployment(saves)
+
+    def register_and_look(deployment: Deployment, index: int) -> tuple[str, bool]:
+        result = _register(deployment, index)
+        urns, pending = saves.last()
+        return result.urn, result.urn in urns and result.urn not in pending
+
+    looks = _register_in_parallel(deployment, register_and_look)
+    assert [urn for urn, saved in looks if not saved] == []
+
+
+def test_a_create_is_saved_as_pending_before_its_provider_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    saves = Saves()
+    unsaved: list[str] = []
+    create = random.create
+
+    def create_after_looking(token: str, inputs: Mapping[str, Any]) -> Any:
+        urn = _urn(str(inputs["prefix"]).rstrip("-"))
+        if urn not in saves.last()[1]:
+            unsaved.append(urn)
+        return create(token, inputs)
+
+    monkeypatch.setattr(random, "create", create_after_looking)
+    _register_in_parallel(_deployment(saves))
+    assert unsaved == []
+
+
+def test_a_save_that_fails_fails_the_update() -> None:
+    def persist(resources: list[dict[str, Any]], pending: list[dict[str, Any]]) -> None:
+        raise OSError("disk full")
+
+    deployment = Deployment("dev", "proj", [], EventStream(None, out=io.StringIO()),
+                            dry_run=False, persist=persist)
+    with pytest.raises(StepFailed):
+        _register(deployment, 0)
+    assert deployment.failure is not None and "disk full" in deployment.failure
+    assert deployment.saves == 0
