@@ -149,7 +149,7 @@ def render(r: Results) -> str:
     out += ["", f"## Floor of one command (median of {f.runs})", ""]
     out += _table(["Layer", "ms"], [
         ["bare interpreter start (`python -SE -c pass`)", _ms(f.interpreter_ms)],
-        ["the launcher's start (`bin/pulumi` compiled, its modules imported)",
+        ["the Python launcher's start (`bin/pulumi-launcher` compiled, its modules imported)",
          _ms(f.launcher_ms)],
         ["`pulumi version` through the resident engine", _ms(f.resident_ms)],
         ["`pulumi version` run by the launcher itself (no resident engine)", _ms(f.direct_ms)],
