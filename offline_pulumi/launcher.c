@@ -37,6 +37,8 @@ extern char **environ;
 static volatile sig_atomic_t sent[MAX_SIGNALS];
 static volatile sig_atomic_t nsent;
 static sigset_t unblocked; /* the mask we were started with */
+static struct sigaction previous[2]; /* SIGINT's and SIGTERM's, for the Python launcher */
+static int handling;
 static pid_t command;
 static int forwarded;
 
@@ -46,11 +48,11 @@ static void record(int signum) {
         nsent++;
 }
 
-static int last_signal(int i) { return sent[i < MAX_SIGNALS ? i : MAX_SIGNALS - 1]; }
+static int signal_at(int i) { return sent[i < MAX_SIGNALS ? i : MAX_SIGNALS - 1]; }
 
 static void forward_new(void) {
     for (; command > 0 && forwarded < nsent; forwarded++)
-        kill(command, last_signal(forwarded));
+        kill(command, signal_at(forwarded));
 }
 
 static void run_python_launcher(char **argv) {
@@ -60,8 +62,10 @@ static void run_python_launcher(char **argv) {
         fputs("error: interrupted\n", stderr);
         exit(EXIT_INTERRUPTED);
     }
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    if (handling) {
+        sigaction(SIGINT, &previous[0], NULL);
+        sigaction(SIGTERM, &previous[1], NULL);
+    }
     execv(FALLBACK, argv);
     fprintf(stderr, "error: cannot run %s: %s\n", FALLBACK, strerror(errno));
     exit(127);
@@ -133,10 +137,10 @@ static char *request(int argc, char **argv, size_t *size) {
 }
 
 /* Waits for events on fd while forwarding signals and watching the caller; 0 when ready. */
-static int await(int fd, short events, pid_t *caller) {
+static int wait_ready(int fd, short events, pid_t *caller) {
     struct pollfd p = {.fd = fd, .events = events};
-    struct timespec timeout = {.tv_sec = POLL_MS / 1000, .tv_nsec = POLL_MS % 1000 * 1000000L};
     for (;;) {
+        struct timespec timeout = {.tv_sec = POLL_MS / 1000, .tv_nsec = POLL_MS % 1000 * 1000000L};
         int n = ppoll(&p, 1, &timeout, &unblocked);
         forward_new();
         if (n > 0)
@@ -156,7 +160,7 @@ static int send_all(int fd, const char *data, size_t size, pid_t *caller) {
         ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
         if (n < 0 && errno != EAGAIN && errno != EINTR)
             return -1;
-        if (n < 0 && errno == EAGAIN && await(fd, POLLOUT, caller) < 0)
+        if (n < 0 && errno == EAGAIN && wait_ready(fd, POLLOUT, caller) < 0)
             return -1;
         if (n > 0) {
             data += n;
@@ -187,7 +191,7 @@ static int hand_over(int fd, const char *data, size_t size, pid_t *caller) {
     while ((n = sendmsg(fd, &msg, MSG_NOSIGNAL)) < 0) {
         if (errno != EAGAIN && errno != EINTR)
             return -1;
-        if (errno == EAGAIN && await(fd, POLLOUT, caller) < 0)
+        if (errno == EAGAIN && wait_ready(fd, POLLOUT, caller) < 0)
             return -1;
     }
     if (send_all(fd, header + n, 8 - (size_t)n, caller) < 0)
@@ -212,8 +216,9 @@ int main(int argc, char **argv) {
     sigaddset(&blocked, SIGTERM);
     sigprocmask(SIG_BLOCK, &blocked, NULL);
     struct sigaction action = {.sa_handler = record, .sa_mask = blocked};
-    sigaction(SIGINT, &action, NULL);
-    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, &previous[0]);
+    sigaction(SIGTERM, &action, &previous[1]);
+    handling = 1;
 
     struct sockaddr_un addr;
     if (socket_path(&addr) < 0)
@@ -236,7 +241,7 @@ int main(int argc, char **argv) {
     size_t used = 0;
     if (data && size <= 99999999 && hand_over(fd, data, size, &caller) == 0) {
         for (;;) {
-            if (await(fd, POLLIN, &caller) < 0)
+            if (wait_ready(fd, POLLIN, &caller) < 0)
                 break;
             char chunk[4096];
             ssize_t n = recv(fd, chunk, sizeof chunk, 0);
@@ -245,7 +250,7 @@ int main(int argc, char **argv) {
             if (n <= 0)
                 break;
             /* Two short lines are all there is to keep. */
-            size_t keep = (size_t)n < sizeof answer - 1 - used ? (size_t)n : sizeof answer - 1 - used;
+            size_t room = sizeof answer - 1 - used, keep = (size_t)n < room ? (size_t)n : room;
             memcpy(answer + used, chunk, keep);
             used += keep;
             answer[used] = '\0';
@@ -266,7 +271,7 @@ int main(int argc, char **argv) {
         return end == second ? (int)code : 1;
     }
     /* The command died without a word: die of the signal it was sent, as it did. */
-    int signum = nsent ? last_signal(nsent - 1) : SIGKILL;
+    int signum = nsent ? signal_at(nsent - 1) : SIGKILL;
     signal(signum, SIG_DFL);
     sigprocmask(SIG_SETMASK, &unblocked, NULL);
     kill(getpid(), signum);
