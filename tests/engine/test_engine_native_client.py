@@ -190,3 +190,23 @@ def test_the_command_is_interrupted_when_the_clients_caller_dies(client: Client)
                             env=client.env, timeout=30)
     assert caller.returncode == 0
     assert command.wait(10) != 0  # a KeyboardInterrupt, not the minute's sleep
+
+
+def test_a_process_group_leader_is_left_to_the_python_launcher(client: Client) -> None:
+    client.serve(lambda conn, request, fds: conn.sendall(b"1\n0\n"))
+    proc = subprocess.run([str(client.executable), "version"], env=client.env, process_group=0,
+                          capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stdout) == (FALLBACK_CODE, "fallback version\n")
+    assert client.requests == []
+
+
+@pytest.mark.parametrize("session", ["group leader", "session leader"])
+def test_the_real_launchers_run_a_command_whatever_the_callers_session(tmp_path: Path,
+                                                                      session: str) -> None:
+    launcher = offline_pulumi.install_root(tmp_path / "engine") / "bin" / "pulumi"
+    env = {**os.environ, "OFFLINE_PULUMI_RESIDENT": "0"}
+    started = {"process_group": 0} if session == "group leader" else {"start_new_session": True}
+    proc = subprocess.run([str(launcher), "version"], env=env, capture_output=True, text=True,
+                          timeout=60, **started)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout.startswith("v3.")
