@@ -26,7 +26,7 @@ class Floor:
 
     runs: int
     interpreter_ms: float  # python -SE -c pass, the engine's interpreter
-    launcher_ms: float  # bin/pulumi's own start: compile it and import what it uses
+    launcher_ms: float  # bin/pulumi-launcher's own start: compile it and import what it uses
     resident_ms: float  # bin/pulumi version through the resident engine
     direct_ms: float  # bin/pulumi version run by the launcher itself
     program_ms: float  # the program's Python importing pulumi and pulumi_random (a cold run)
@@ -47,12 +47,14 @@ def measure_floor(venv: Path, runs: int) -> Floor:
         root = Path(tmp)
         hosts = root / "hosts"
         launcher = Path(offline_pulumi.pulumi_command(root / "engine").command)
-        # The launcher's own start: its text with the command left out, the modules it
+        # The Python launcher's own start (bin/pulumi is the native client in front of it
+        # where a C compiler built one): its text with the command left out, the modules it
         # imports to talk to the resident imported instead.
         start_only = root / "launcher-start"
-        text = launcher.read_text().rsplit("\nsys.exit(launch(", 1)[0]
+        python_launcher = launcher.with_name("pulumi-launcher").read_text()
+        text = python_launcher.rsplit("\nsys.exit(launch(", 1)[0]
         start_only.write_text(text + "\nimport _signal, _socket\n")
-        python = launcher.read_text().split("\n", 1)[0].removeprefix("#!").split()[0]
+        python = python_launcher.split("\n", 1)[0].removeprefix("#!").split()[0]
         env = clean_environ(OFFLINE_PULUMI_HOST_DIR=str(hosts), OFFLINE_PULUMI_RESIDENT="1")
         direct = {**env, "OFFLINE_PULUMI_RESIDENT": "0"}
         _run(launcher, env)  # starts the resident

@@ -149,7 +149,7 @@ def render(r: Results) -> str:
     out += ["", f"## Floor of one command (median of {f.runs})", ""]
     out += _table(["Layer", "ms"], [
         ["bare interpreter start (`python -SE -c pass`)", _ms(f.interpreter_ms)],
-        ["the launcher's start (`bin/pulumi` compiled, its modules imported)",
+        ["the Python launcher's start (`bin/pulumi-launcher` compiled, its modules imported)",
          _ms(f.launcher_ms)],
         ["`pulumi version` through the resident engine", _ms(f.resident_ms)],
         ["`pulumi version` run by the launcher itself (no resident engine)", _ms(f.direct_ms)],
@@ -195,10 +195,11 @@ EXPLANATION = """## What the numbers mean
 - **Passphrase**: every service here runs with an explicit `PULUMI_CONFIG_PASSPHRASE`, as an
   operator sets it; the engine then keeps derived keys in its resident process's memory only.
 - **Floor of one command**: what each layer under a `pulumi` command costs: the engine's
-  interpreter starting with nothing to do; the launcher `bin/pulumi` starting (compiled, with
-  the modules it uses to reach the resident engine); `pulumi version` through the resident
-  engine (launcher, connect, fork of a child with the engine imported, exit code back) and run
-  by the launcher itself; and the program's own Python importing the SDK, what a program run
+  interpreter starting with nothing to do; the Python launcher `bin/pulumi-launcher` starting
+  (compiled, with the modules it uses to reach the resident engine; `bin/pulumi` is a native
+  client in front of it where a C compiler built one); `pulumi version` through the resident
+  engine (`bin/pulumi`, connect, fork of a child with the engine imported, exit code back) and
+  run by the Python launcher itself; and the program's own Python importing the SDK, what a program run
   costs before it does anything (the service's `up` skips it: the offline engine forks each
   program run from a warm host that imported the SDK once).
 - **Tutorial flow**: per request a fresh `python -m venv` plus `pip install -r

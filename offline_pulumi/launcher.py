@@ -1,8 +1,11 @@
-"""The body of the ``bin/pulumi`` launcher: hand the command to a resident engine, or run it.
+"""The body of the Python launcher: hand the command to a resident engine, or run it.
 
-``install_root`` writes this file's text into ``bin/pulumi`` followed by one call of
+``install_root`` writes this file's text into ``bin/pulumi-launcher`` followed by one call of
 ``launch``; the launcher is never imported as part of the package. It imports only what
-Python's start-up already loaded plus two C modules (``_socket``, ``_signal``), because the Automation API starts one launcher per command.
+Python's start-up already loaded plus two C modules (``_socket``, ``_signal``), because the
+Automation API starts one launcher per command. ``bin/pulumi`` is the native client
+(``launcher.c``), which does what ``through_resident`` does without starting Python and execs
+this launcher for everything else; without a C compiler ``bin/pulumi`` is this text too.
 
 With ``OFFLINE_PULUMI_RESIDENT=1`` the launcher connects to the resident engine
 (``offline_pulumi/resident.py``) of its host directory, sends argv, environment, working
@@ -162,7 +165,10 @@ def own_session() -> None:
 
     Done here rather than by ``setsid`` in the shebang, which costs two more programs to
     start per command. A process group leader cannot do it itself; ``setsid -w`` forks first.
+    The native client (``launcher.c``) may have done it already before handing over to this.
     """
+    if os.getsid(0) == os.getpid():
+        return
     try:
         os.setsid()
     except PermissionError:

@@ -126,14 +126,71 @@ def test_private_root_gets_a_launcher_that_runs(tmp_path):
     assert version.stdout.startswith("v3.")
 
 
-def test_launcher_file_writable_by_others_is_replaced(tmp_path):
+@pytest.mark.parametrize("name", ["pulumi", "pulumi-launcher"])
+def test_launcher_file_writable_by_others_is_replaced(tmp_path, name):
     root = offline_pulumi.install_root(tmp_path / "engine")
-    launcher = root / "bin" / "pulumi"
-    text = launcher.read_text()
+    launcher = root / "bin" / name
+    data = launcher.read_bytes()
     launcher.chmod(0o777)
     offline_pulumi.install_root(root)
     assert launcher.stat().st_mode & 0o022 == 0
-    assert launcher.read_text() == text
+    assert launcher.read_bytes() == data
+
+
+def test_bin_pulumi_is_the_native_client_where_a_compiler_builds_it(tmp_path):
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    root = offline_pulumi.install_root(tmp_path / "engine")
+    native = root / "bin" / "pulumi"
+    assert native.read_bytes().startswith(b"\x7fELF")
+    built = native.stat().st_mtime_ns
+    offline_pulumi.install_root(root)  # current: not built again
+    assert native.stat().st_mtime_ns == built
+    assert not [p for p in (root / "bin").iterdir() if p.name.endswith(".tmp")]
+    # Without a resident it hands the command to the Python launcher, which runs it.
+    env = {**os.environ, "OFFLINE_PULUMI_RESIDENT": "0"}
+    version = subprocess.run([str(native), "version"], env=env, capture_output=True, text=True,
+                             check=True)
+    assert version.stdout.startswith("v3.")
+
+
+def test_the_native_client_is_built_for_its_root_and_stamp(tmp_path):
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    first = offline_pulumi.install_root(tmp_path / "one") / "bin" / "pulumi"
+    second = offline_pulumi.install_root(tmp_path / "two") / "bin" / "pulumi"
+    stamp = offline_pulumi._engine_stamp(sys.executable)
+    for native in (first, second):
+        data = native.read_bytes()
+        assert str(native.parent / "pulumi-launcher").encode() + b"\0" in data
+        assert stamp.encode() + b"\0" in data
+    # Anything but the binary of this source, stamp and path is replaced by it.
+    first.write_bytes(second.read_bytes())
+    offline_pulumi.install_root(tmp_path / "one")
+    assert str(first.parent / "pulumi-launcher").encode() in first.read_bytes()
+
+
+@pytest.mark.parametrize("compiler", ["", "no-such-cc", "false"])
+def test_without_a_working_compiler_bin_pulumi_is_the_python_launcher(tmp_path, monkeypatch,
+                                                                      compiler):
+    monkeypatch.setenv(offline_pulumi.COMPILER_VARIABLE, compiler)
+    root = offline_pulumi.install_root(tmp_path / "engine")
+    launcher = root / "bin" / "pulumi"
+    assert launcher.read_text() == (root / "bin" / "pulumi-launcher").read_text()
+    assert launcher.read_text().startswith(f"#!{sys.executable} -SE\n")
+    version = subprocess.run([str(launcher), "version"], capture_output=True, text=True,
+                             check=True)
+    assert version.stdout.startswith("v3.")
+
+
+def test_without_cc_on_the_path_bin_pulumi_is_the_python_launcher(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    root = offline_pulumi.install_root(tmp_path / "engine")
+    assert (root / "bin" / "pulumi").read_text().startswith(f"#!{sys.executable} -SE\n")
+    # A compiler that appears later gives the native client.
+    monkeypatch.undo()
+    offline_pulumi.install_root(root)
+    assert (root / "bin" / "pulumi").read_bytes().startswith(b"\x7fELF") or not shutil.which("cc")
 
 
 def host_socket_in_subprocess(tmpdir: Path) -> str:

@@ -85,8 +85,9 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.parametrize("client", ["native", "python"])
 def test_a_command_gives_the_same_stdout_stderr_and_exit_code_through_the_resident(
-        engine: Engine, hosts: Path, tmp_path: Path) -> None:
+        engine: Engine, hosts: Path, tmp_path: Path, client: str) -> None:
     stack = engine.stack("basic", config={"token": "t0ken"})
     stack.up()
     work_dir = Path(stack.workspace.work_dir)
@@ -94,13 +95,7 @@ def test_a_command_gives_the_same_stdout_stderr_and_exit_code_through_the_reside
     direct = {**env, "OFFLINE_PULUMI_RESIDENT": "0"}
     run(launcher(engine), ["version"], work_dir, env)  # starts the resident
     resident(hosts)
-    # A copy of the launcher that cannot run the engine itself (its import paths are gone):
-    # whatever it prints came from the resident.
-    client_only = tmp_path / "client-only" / "pulumi"
-    client_only.parent.mkdir()
-    text = launcher(engine).read_text()
-    client_only.write_text(re.sub(r"launch\(\[.*?\], ", "launch([], ", text))
-    client_only.chmod(0o755)
+    client_only = client_only_launcher(launcher(engine), hosts, tmp_path / "client-only", client)
     assert run(client_only, ["version"], work_dir, direct)[0] != 0  # it really cannot
     for args in COMMANDS:
         args = [*args, "--stack", stack.name] if args[0] not in ("version", "frobnicate") else args
@@ -108,6 +103,25 @@ def test_a_command_gives_the_same_stdout_stderr_and_exit_code_through_the_reside
         assert run(client_only, args, work_dir, env) == expected, args
     codes = {run(launcher(engine), args, work_dir, direct)[0] for args in COMMANDS[-2:]}
     assert codes != {0}
+
+
+def client_only_launcher(installed: Path, hosts: Path, directory: Path, client: str) -> Path:
+    """A copy of the launcher that cannot run the engine itself (its import paths are gone):
+    whatever it prints came from the resident. ``native``: the C client in front of it."""
+    directory.mkdir()
+    python = directory / "pulumi-launcher"
+    text = (installed.parent / "pulumi-launcher").read_text()
+    python.write_text(re.sub(r"launch\(\[.*?\], ", "launch([], ", text))
+    python.chmod(0o755)
+    if client == "python":
+        return python
+    if not installed.read_bytes().startswith(b"\x7fELF"):
+        pytest.skip("no native client here (no C compiler)")
+    [sock] = hosts.glob("engine-*.sock")
+    stamp = sock.name.removeprefix("engine-").removesuffix(".sock")
+    native = directory / "pulumi"
+    assert offline_pulumi._install_native(native, python, stamp)
+    return native
 
 
 def test_the_resident_runs_the_program_of_an_up(engine: Engine, hosts: Path) -> None:
@@ -125,6 +139,8 @@ def test_sigint_to_the_launcher_cancels_a_running_up(engine: Engine, hosts: Path
     good = stack.up()
     stack.set_config("sleep", auto.ConfigValue("60"))
     resident_process = resident(hosts)
+    # The default bin/pulumi: the native client wherever a C compiler built it.
+    assert launcher(engine).read_bytes()[:4] == b"\x7fELF" or shutil.which("cc") is None
     work_dir = Path(stack.workspace.work_dir)
     proc = subprocess.Popen(
         [str(launcher(engine)), "up", "--yes", "--skip-preview", "--stack", stack.name],
