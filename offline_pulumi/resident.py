@@ -1,10 +1,12 @@
-"""The resident engine: a process with the engine imported that forks one child per command.
+"""The resident engine: a process with the engine imported that runs each command in a child.
 
 Started in the background by the ``bin/pulumi`` launcher (``offline_pulumi/launcher.py``, which
 also describes the protocol) when it finds none, one per launcher stamp (interpreter and engine
 code). The child of a command becomes that command's process: the launcher's descriptors, its
 environment, working directory and umask, a process group of its own. A command still runs the
-same code as when the launcher runs it itself, minus about 0.1-0.3 s of imports.
+same code as when the launcher runs it itself, minus about 0.1-0.3 s of imports. A child
+that ran a light command may serve the next light one (``offline_pulumi/reuse.py``); every
+other command gets a fresh child.
 
 The resident also remembers derived passphrase keys, in memory only: a child that derives a key
 reports it on a pipe, later children inherit it, and new stacks take the salt of the key
@@ -27,10 +29,16 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 
 from offline_pulumi.engine.hosted import DEFAULT_IDLE_SECONDS
+from offline_pulumi.reuse import IDLE, KEY, MAX_REQUEST, REQUEST, ReusableChildren, is_light
+
+EXIT_INTERRUPTED = 8
+# Children that ran a light command and wait for the next (offline_pulumi/reuse.py).
+MAX_IDLE_CHILDREN = 4
 
 # Imported once here so that no command pays for them; a module that fails to import (an
 # optional driver) just stays cold.
@@ -103,16 +111,22 @@ def serve(path: str, idle_seconds: float) -> None:
     private = (lock, listener.fileno(), keys_read)
     last_used = time.monotonic()
     callers: set[int] = set()  # the processes that started the launchers
-    running: set[int] = set()  # this process's command children
+    running: set[int] = set()  # this process's children that run a command
+    children = ReusableChildren(MAX_IDLE_CHILDREN)
     try:
         while _still_ours(path, inode):
-            readable, _, _ = select.select([listener.fileno(), keys_read], [], [], 0.25)
+            watched = [listener.fileno(), keys_read, *children.busy_fds()]
+            readable, _, _ = select.select(watched, [], [], 0.25)
             running -= _reap()
+            for fd in readable:
+                if fd not in (listener.fileno(), keys_read):
+                    running.discard(children.readable(fd))
             if keys_read in readable:
-                keys.read()
+                for report in keys.read():
+                    children.share_key(report)
             if listener.fileno() in readable:
                 last_used = time.monotonic()
-                _accept(listener, keys_write, private, callers, running)
+                _accept(listener, keys_write, private, callers, running, children)
             elif time.monotonic() - last_used > idle_seconds:
                 return
             elif callers and not running and not _keep_alive(callers):
@@ -122,6 +136,7 @@ def serve(path: str, idle_seconds: float) -> None:
                 stop_hosts(Path(path).parent)
                 return
     finally:
+        children.close()
         listener.close()
         if _still_ours(path, inode):
             with contextlib.suppress(OSError):
@@ -212,20 +227,22 @@ class _KeyInbox:
         self._fd = fd
         self._partial = b""
 
-    def read(self) -> None:
+    def read(self) -> list[bytes]:
+        """Remember the keys that arrived; return their report lines."""
         from offline_pulumi import crypto
 
         try:
             data = os.read(self._fd, 65536)
         except BlockingIOError:
-            return
+            return []
         *lines, self._partial = (self._partial + data).split(b"\n")
         for line in lines:
             crypto.remember_report(line)
+        return lines
 
 
 def _accept(listener: socket.socket, keys_write: int, private: tuple[int, ...],
-            callers: set[int], running: set[int]) -> None:
+            callers: set[int], running: set[int], children: ReusableChildren) -> None:
     conn, _ = listener.accept()
     fds: list[int] = []
     with conn:
@@ -240,21 +257,42 @@ def _accept(listener: socket.socket, keys_write: int, private: tuple[int, ...],
                 callers.add(caller)
             header, fds, _, _ = socket.recv_fds(conn, 8, 3)
             header += _read_exact(conn, 8 - len(header))
-            request = Request.parse(_read_exact(conn, int(header)))
+            raw = _read_exact(conn, int(header))
+            request = Request.parse(raw)
         except (OSError, ValueError, EOFError):
             request = None
-        child = os.fork() if request is not None and len(fds) == 3 else -1
-        if child == 0:
-            code = 1
-            try:
-                assert request is not None
-                code = _run_child(conn, fds, request, keys_write, private)
-            finally:
-                os._exit(code)
-        if child > 0:
-            running.add(child)
-        for fd in fds:
-            os.close(fd)
+        try:
+            if request is not None and len(fds) == 3:
+                _start(conn, fds, raw, request, keys_write, private, running, children)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+def _start(conn: socket.socket, fds: list[int], raw: bytes, request: Request, keys_write: int,
+           private: tuple[int, ...], running: set[int], children: ReusableChildren) -> None:
+    """Run the command in an idle child if it is light and one waits, else in a new child."""
+    light = is_light(request.argv)
+    if light:
+        pid = children.hand_over(raw, [conn.fileno(), *fds])
+        if pid is not None:
+            running.add(pid)
+            return
+    control, theirs = children.channel() if light else (None, None)
+    inherited = (*private, *children.all_fds(), *([control.fileno()] if control else []))
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            for fd in inherited:
+                os.close(fd)
+            code = _serve_commands(conn, fds, request, keys_write, theirs)
+        finally:
+            os._exit(code)
+    running.add(child)
+    if control is not None and theirs is not None:
+        theirs.close()
+        children.started(child, control)
 
 
 def _read_exact(conn: socket.socket, size: int) -> bytes:
@@ -288,14 +326,51 @@ class Request:
         return cls(fields[0], int(fields[1]), argv, env)
 
 
-def _run_child(conn: socket.socket, fds: list[int], request: Request, keys_write: int,
-               private: tuple[int, ...]) -> int:
-    """In the forked child: become the command's process, run it, report its exit code."""
+def _serve_commands(conn: socket.socket, fds: list[int], request: Request, keys_write: int,
+                    control: socket.socket | None) -> int:
+    """In a forked child: run the command; with ``control``, then the light commands the
+    resident hands over, while each ends cleanly. Return the last exit code."""
+    while True:
+        code = _run_child(conn, fds, request, keys_write)
+        if control is None or code == EXIT_INTERRUPTED or not is_light(request.argv):
+            return code
+        # The caller waits for EOF on the pipes it gave as stdin, stdout and stderr.
+        null = os.open(os.devnull, os.O_RDWR)
+        for target in (0, 1, 2):
+            os.dup2(null, target)
+        os.close(null)
+        try:
+            control.send(IDLE)
+            message, received = _next_request(control)
+        except OSError:
+            return code
+        if len(received) != 4:  # not taken back, or the resident is gone
+            for fd in received:
+                os.close(fd)
+            return code
+        conn, fds = socket.socket(fileno=received[0]), received[1:]
+        request = Request.parse(message)
+
+
+def _next_request(control: socket.socket) -> tuple[bytes, list[int]]:
+    """Wait for the resident's next request, taking in the keys it passes on meanwhile."""
+    from offline_pulumi import crypto
+
+    while True:
+        message, received, _, _ = socket.recv_fds(control, MAX_REQUEST, 4)
+        if message.startswith(KEY) and not received:
+            crypto.remember_report(message[len(KEY):])
+            continue
+        if message.startswith(REQUEST):
+            return message[len(REQUEST):], received
+        return b"", received
+
+
+def _run_child(conn: socket.socket, fds: list[int], request: Request, keys_write: int) -> int:
+    """In a child: become the command's process, run it, report its exit code."""
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    for fd in private:
-        os.close(fd)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -314,30 +389,37 @@ def _run_child(conn: socket.socket, fds: list[int], request: Request, keys_write
 
     crypto.report_keys_to(keys_write)
     conn.sendall(b"%d\n" % os.getpid())
-    import threading
-
-    threading.Thread(target=_die_with_launcher, args=(conn,), daemon=True).start()
+    finished = threading.Event()
+    watcher = threading.Thread(target=_die_with_launcher, args=(conn, finished), daemon=True)
+    watcher.start()
     code = 1
     try:
         code = main(request.argv)
     except KeyboardInterrupt:  # before the command's own handler was reached
-        code = 8
+        code = EXIT_INTERRUPTED
     except SystemExit as exc:  # as the interpreter would exit with it
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         import atexit
 
         atexit._run_exitfuncs()
+        atexit._clear()  # a child that serves again must not run them twice
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
+        finished.set()
         with contextlib.suppress(OSError):
             conn.sendall(b"%d\n" % code)
+            # Wakes the watcher, which now just ends; the launcher still reads the code.
+            conn.shutdown(socket.SHUT_RDWR)
+        watcher.join(1.0)
+        conn.close()
     return code
 
 
-def _die_with_launcher(conn: socket.socket) -> None:
-    """Kill this command and its process group when its launcher is killed (EOF on the socket).
+def _die_with_launcher(conn: socket.socket, finished: threading.Event) -> None:
+    """Kill this command and its process group when its launcher is killed (EOF on the socket
+    before the command finished).
 
     A launcher that is only interrupted forwards the signal and waits; one that disappears
     was SIGKILLed, which would have killed the command had it run in the launcher itself.
@@ -345,4 +427,5 @@ def _die_with_launcher(conn: socket.socket) -> None:
     with contextlib.suppress(OSError):
         while conn.recv(1):
             continue
-    os.killpg(0, signal.SIGKILL)
+    if not finished.is_set():
+        os.killpg(0, signal.SIGKILL)

@@ -124,6 +124,33 @@ def client_only_launcher(installed: Path, hosts: Path, directory: Path, client: 
     return native
 
 
+def test_light_commands_reuse_one_child_each_with_its_own_directory_and_environment(
+        engine: Engine, hosts: Path, tmp_path: Path) -> None:
+    """A child that ran a light command serves the next; nothing of one leaks into the other."""
+    places = []
+    for name in ("first", "second"):
+        backend = tmp_path / f"backend-{name}"
+        backend.mkdir()
+        env = {**os.environ, **engine.env, "PULUMI_BACKEND_URL": f"file://{backend}",
+               "PULUMI_CONFIG_PASSPHRASE": f"passphrase-{name}"}
+        work_dir = engine.project("basic")
+        assert run(launcher(engine), ["stack", "init", "dev"], work_dir, env)[0] == 0
+        places.append((name, work_dir, env))
+    engine_process = resident(hosts)
+    for name, work_dir, env in places:
+        args = ["config", "set", "--secret", "greeting", f"hello {name}", "--stack", "dev"]
+        assert run(launcher(engine), args, work_dir, env)[0] == 0
+    seen: set[int] = set()
+    for _ in range(3):
+        for name, work_dir, env in places:
+            args = ["config", "get", "greeting", "--stack", "dev"]
+            assert run(launcher(engine), args, work_dir, env) == (0, f"hello {name}\n", "")
+            seen.update(child.pid for child in engine_process.children())
+    # Without reuse every command would be a new child, gone once it ended.
+    assert 1 <= len(seen) <= 2
+    assert all(psutil.Process(pid).is_running() for pid in seen)
+
+
 def test_the_resident_runs_the_program_of_an_up(engine: Engine, hosts: Path) -> None:
     stack = engine.stack("parent")
     engine_process = resident(hosts)
