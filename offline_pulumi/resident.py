@@ -37,8 +37,10 @@ from offline_pulumi.engine.hosted import DEFAULT_IDLE_SECONDS
 from offline_pulumi.reuse import IDLE, KEY, MAX_REQUEST, REQUEST, ReusableChildren, is_light
 
 EXIT_INTERRUPTED = 8
-# Children that ran a light command and wait for the next (offline_pulumi/reuse.py).
+# Children that ran a light command and wait for the next (offline_pulumi/reuse.py); each
+# serves this many commands at most, so that nothing one of them accumulates grows for ever.
 MAX_IDLE_CHILDREN = 4
+MAX_COMMANDS_PER_CHILD = 1000
 
 # Imported once here so that no command pays for them; a module that fails to import (an
 # optional driver) just stays cold.
@@ -330,9 +332,12 @@ def _serve_commands(conn: socket.socket, fds: list[int], request: Request, keys_
                     control: socket.socket | None) -> int:
     """In a forked child: run the command; with ``control``, then the light commands the
     resident hands over, while each ends cleanly. Return the last exit code."""
+    served = 0
     while True:
         code = _run_child(conn, fds, request, keys_write)
-        if control is None or code == EXIT_INTERRUPTED or not is_light(request.argv):
+        served += 1
+        if (control is None or code == EXIT_INTERRUPTED or not is_light(request.argv)
+                or served == MAX_COMMANDS_PER_CHILD):
             return code
         # The caller waits for EOF on the pipes it gave as stdin, stdout and stderr.
         null = os.open(os.devnull, os.O_RDWR)
@@ -374,6 +379,9 @@ def _run_child(conn: socket.socket, fds: list[int], request: Request, keys_write
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
+    # A fresh reader: a reused child's sys.stdin may hold what it buffered from the last
+    # command's stdin (sys.__stdin__ keeps the original, which owns descriptor 0, alive).
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
     conn.settimeout(None)
     os.chdir(request.cwd)
     os.umask(request.umask)
