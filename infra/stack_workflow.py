@@ -1,8 +1,8 @@
 """The workflow of a persistent stack: its create, then its updates and its destroy one at a
 time as the API signals them, and its own destroy when its TTL ends.
 
-Its id is ``stack-<name>``. Like every workflow it runs in Temporal's sandbox and is replayed
-after a crash: no I/O here, the steps are activities named by string. Every operation's status
+Its id is ``stack-<name>``. Like every workflow it is replayed after a crash and must be
+deterministic: no I/O here, the steps are activities named by string. Every operation's status
 and events go to the operation store through those activities.
 """
 

@@ -1,9 +1,9 @@
 """Workflows: a burner stack's life, webhook deliveries, the reaper; what they share with the
 persistent stacks' workflow (``infra.stack_workflow``).
 
-Workflow code runs in Temporal's sandbox and is replayed after a crash, so this module does no
+Workflow code is replayed after a crash and must be deterministic, so this module does no
 I/O and imports nothing of Pulumi's: the steps are activities (``infra.activities``), named
-here by string so the sandbox never loads them.
+here by string so workflow code never loads them.
 
 A burner workflow's id is its stack's name, so "which workflow owns this stack" is a lookup.
 The burn activity runs once (a half-done ``up`` is never blindly repeated): it provisions, reads

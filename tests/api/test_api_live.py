@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import falcon.testing
 import pytest
+from temporalio.client import Client
+from temporalio.worker import Replayer
 
+from infra.orchestrator import WORKFLOW_RUNNER, WORKFLOWS
 from tests.api import checks
 from tests.api.support import burner_stacks
 from tests.harness import wait_for
@@ -83,3 +88,45 @@ def test_bad_parameters_create_no_stack(tmp_path, path, params):
 def test_no_stack_is_left_after_the_requests(live_client, live_settings):
     assert live_client.simulate_get("/uuid").status_code == 200
     assert burner_stacks(live_settings) == []
+
+
+def _finished(live_client, operation: str) -> dict:
+    def done():
+        body = live_client.simulate_get(f"/operations/{operation}").json
+        return body if body["status"] not in ("queued", "running") else None
+    return wait_for(done, timeout=120, what=f"operation {operation} to end")
+
+
+async def _replay_finished_workflows(address: str, namespace: str) -> list[str]:
+    """Replay the history of every finished workflow with the worker's own workflow code and
+    runner; the Replayer raises on any nondeterminism."""
+    client = await Client.connect(address, namespace=namespace)
+    replayer = Replayer(workflows=list(WORKFLOWS), workflow_runner=WORKFLOW_RUNNER)
+    replayed = []
+    async for execution in client.list_workflows('ExecutionStatus != "Running"'):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        await replayer.replay_workflow(await handle.fetch_history())
+        replayed.append(execution.workflow_type)
+    return replayed
+
+
+def test_every_finished_workflow_replays_with_the_same_decisions(live_service):
+    live_client = falcon.testing.TestClient(live_service.app())
+    burned = live_client.simulate_get("/uuid")
+    assert burned.status_code == 200, burned.text
+    created = live_client.simulate_post("/stacks", json={
+        "program": "sandbox", "config": {"owner": "ann", "access_key": "hunter2-key"}})
+    assert created.status_code == 202, created.text
+    stack = created.json["stack"]
+    assert _finished(live_client, created.json["operation"]["id"])["status"] == "succeeded"
+    deleted = live_client.simulate_delete(f"/stacks/{stack}")
+    assert deleted.status_code == 202, deleted.text
+    assert _finished(live_client, deleted.json["operation"]["id"])["status"] == "succeeded"
+    for workflow in (burned.json["stack"], f"stack-{stack}"):
+        wait_for(lambda w=workflow: live_service.orchestrator.owner_status(w) == "ended",
+                 timeout=30, what=f"workflow {workflow} to end")
+
+    replayed = asyncio.run(_replay_finished_workflows(
+        live_service.orchestrator.address, live_service.settings.temporal_namespace))
+
+    assert {"Burn", "Stack"} <= set(replayed)
