@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -16,9 +17,12 @@ import sys
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 # Exit code telling the engine the error was already reported (the real language host's rule).
 BAIL = 32
+# Debug logs in flight before the answered ones are dropped from the list kept for the exit.
+MAX_UNCHECKED_LOGS = 256
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +46,40 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return PARSER.parse_args(argv)
 
 
+class DebugLogsAhead:
+    """The SDK's engine client, except that debug logs do not wait for the engine's answer.
+
+    The SDK logs several debug lines per resource, each a blocking call, so the program stalls
+    while the engine is busy with other resources. Other severities stay blocking: a warning
+    or an error must reach the engine before the program goes on or exits.
+    """
+
+    def __init__(self, engine: object) -> None:
+        from pulumi.runtime.proto import engine_pb2
+
+        self._engine = engine
+        self._debug = engine_pb2.DEBUG
+        self._sent: list[Any] = []
+
+    def Log(self, request: Any, *args: Any, **kwargs: Any) -> Any:  # the Engine service's name
+        if request.severity == self._debug:
+            if len(self._sent) >= MAX_UNCHECKED_LOGS:
+                self._sent = [call for call in self._sent if not call.done()]
+            self._sent.append(self._engine.Log.future(request))  # type: ignore[attr-defined]
+            return None
+        return self._engine.Log(request, *args, **kwargs)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def wait(self) -> None:
+        """Until the engine has answered every debug log (they are lost if we exit first)."""
+        for call in self._sent:
+            with contextlib.suppress(Exception):  # a gone engine is reported elsewhere
+                call.result()
+        self._sent.clear()
+
+
 def configure(args: argparse.Namespace) -> None:
     """Hand config and the engine addresses to the Pulumi runtime."""
     import pulumi.runtime
@@ -56,6 +94,9 @@ def configure(args: argparse.Namespace) -> None:
     accepted = inspect.signature(pulumi.runtime.Settings).parameters
     pulumi.runtime.configure(pulumi.runtime.Settings(
         **{k: v for k, v in settings.items() if k in accepted}))
+    engine = pulumi.runtime.settings.SETTINGS.engine
+    if engine is not None:
+        pulumi.runtime.settings.SETTINGS.engine = DebugLogsAhead(engine)
 
 
 def wait_for(address: str, timeout: float = 60.0) -> bool:
@@ -127,6 +168,9 @@ def main(argv: list[str]) -> int:
         pulumi.log.error("Program failed with an unhandled exception:\n" + user_frames(exc))
         return BAIL
     finally:
+        engine = pulumi.runtime.settings.SETTINGS.engine
+        if isinstance(engine, DebugLogsAhead):
+            engine.wait()
         sys.stdout.flush()
         sys.stderr.flush()
 

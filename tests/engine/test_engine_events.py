@@ -20,6 +20,7 @@ from pulumi import automation as auto
 from semver import VersionInfo
 
 import offline_pulumi
+from offline_pulumi.engine.events import RESET
 from offline_pulumi.version import VERSION
 from tests.engine.support import Engine, unique_stack
 
@@ -88,3 +89,21 @@ def test_file_event_log_still_works_for_older_clients(tmp_path: Path) -> None:
     assert "preludeEvent" in events[0]
     assert events[-2]["summaryEvent"]["result"] == "succeeded"
     assert "cancelEvent" in events[-1]
+
+
+@pytest.mark.slow
+def test_every_debug_line_of_a_program_that_ends_at_once_reaches_the_event_stream(
+        engine: Engine) -> None:
+    """The program does not wait for the engine to take its debug lines, but none is lost
+    and a warning still arrives as a warning."""
+    stack = engine.stack("logs")
+    events: list[auto.EngineEvent] = []
+
+    result = stack.up(on_event=events.append)
+
+    lines = result.outputs["lines"].value
+    diagnostics = [e.diagnostic_event for e in events if e.diagnostic_event is not None]
+    debug = {d.message.replace(RESET, "").strip() for d in diagnostics if d.severity == "debug"}
+    assert {f"debug line {n}" for n in range(lines)} <= debug
+    assert [d.message.replace(RESET, "").strip() for d in diagnostics
+            if d.severity == "warning"] == ["a warning before the debug lines"]
