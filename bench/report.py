@@ -142,7 +142,8 @@ def render(r: Results) -> str:
     out += _table(["Resources", "up ms", "destroy ms"],
                   [[str(s.resources), _ms(s.up_ms), _ms(s.destroy_ms)] for s in r.scaling])
     w = r.workflow
-    out += ["", f"The workflow path (Temporal) against the same steps in-process: "
+    out += ["", f"The workflow path (Temporal) against the burn activity's steps in-process "
+            f"(operation record and engine events recorded in both): "
             f"{w.workflow_ms:.0f} / {w.in_process_ms:.0f} ms, {w.added_ms:+.0f} ms per /uuid "
             f"(medians of {w.runs}, alternating)."]
     f = r.floor

@@ -19,10 +19,10 @@ from infra.basic import Burner, BurnSpec, Progress, is_burner_stack
 from infra.errors import InfraError
 from infra.handoff import LocalResults
 from infra.kinds import BurnerRequest
-from infra.records import BURNER_PROGRAM, Records
+from infra.records import Records
 from infra.stacks import event_recorder
 from infra.step_runner import Heartbeat, failure, heartbeats, running
-from infra.store import OperationRecord, StoreError
+from infra.store import StoreError
 from infra.workflows import (
     BURN,
     REAP_ORPHANS,
@@ -70,10 +70,7 @@ class BurnerActivities:
         progress = Progress()
         operation = item.order.operation
         if operation:
-            now = time.time()
-            self.records.store.record_operation(OperationRecord(
-                operation, "burn", item.stack, BURNER_PROGRAM, "running", now, started=now))
-            self.records.store.append_event(operation, "status", {"status": "running"})
+            self.records.open_burn(operation, item.stack)
             progress.on_event = event_recorder(self.records.event_sink(operation), ())
         with (logs.bound(logs.request_id, item.order.request_id),
               self._running(BURN, item.stack),

@@ -33,6 +33,13 @@ class Records:
             self.store.append_event(operation, event_type, data)
         return append
 
+    def open_burn(self, operation: str, stack: str) -> None:
+        """Record a burn as running: a value route's burn is queued nowhere, it starts here."""
+        now = time.time()
+        self.store.record_operation(OperationRecord(operation, "burn", stack, BURNER_PROGRAM,
+                                                    "running", now, started=now))
+        self.store.append_event(operation, "status", {"status": "running"})
+
     def start(self, operation: str) -> None:
         """Mark a queued operation running and say so in its stream."""
         if self.store.start_operation(operation, time.time()):
