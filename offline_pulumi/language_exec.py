@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import inspect
 import logging
 import os
+import queue
 import runpy
 import socket
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +22,11 @@ from typing import Any
 
 # Exit code telling the engine the error was already reported (the real language host's rule).
 BAIL = 32
-# Debug logs in flight before the answered ones are dropped from the list kept for the exit.
-MAX_UNCHECKED_LOGS = 256
+# The engine's stream of debug lines (``offline_pulumi.engine.monitor``; this script imports
+# nothing from ``offline_pulumi``).
+LOG_STREAM = "offline_pulumi.DebugLogs/Stream"
+# How long the exit waits for the engine to take the last debug lines.
+CLOSE_SECONDS = 10.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,38 +50,61 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return PARSER.parse_args(argv)
 
 
-class DebugLogsAhead:
-    """The SDK's engine client, except that debug logs do not wait for the engine's answer.
+class DebugLogStream:
+    """The SDK's engine client, except that debug lines go down one stream to the engine.
 
-    The SDK logs several debug lines per resource, each a blocking call, so the program stalls
-    while the engine is busy with other resources. Other severities stay blocking: a warning
-    or an error must reach the engine before the program goes on or exits.
+    The SDK logs several debug lines per resource, each a blocking ``Log`` call: the program
+    stalled while the engine was busy, and each call cost both processes far more than its
+    line. Here a debug line is queued and a thread streams the queue to the engine's
+    ``offline_pulumi.DebugLogs/Stream`` (``engine/monitor.py``), in order. Other severities
+    stay blocking calls: a warning or an error reaches the engine before the program goes on.
     """
 
-    def __init__(self, engine: object) -> None:
-        from pulumi.runtime.proto import engine_pb2
+    def __init__(self, address: str) -> None:
+        import grpc
+        from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
-        self._engine = engine
+        self._channel = grpc.insecure_channel(address)
+        self._engine = engine_pb2_grpc.EngineStub(self._channel)
         self._debug = engine_pb2.DEBUG
-        self._sent: list[Any] = []
+        self._lines: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._sender: threading.Thread | None = None
+        self.error: Exception | None = None
 
     def Log(self, request: Any, *args: Any, **kwargs: Any) -> Any:  # the Engine service's name
-        if request.severity == self._debug:
-            if len(self._sent) >= MAX_UNCHECKED_LOGS:
-                self._sent = [call for call in self._sent if not call.done()]
-            self._sent.append(self._engine.Log.future(request))  # type: ignore[attr-defined]
-            return None
-        return self._engine.Log(request, *args, **kwargs)  # type: ignore[attr-defined]
+        if request.severity != self._debug:
+            return self._engine.Log(request, *args, **kwargs)
+        if self._sender is None:
+            self._sender = threading.Thread(target=self._send, daemon=True)
+            self._sender.start()
+        self._lines.put(request)
+        return None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
-    def wait(self) -> None:
-        """Until the engine has answered every debug log (they are lost if we exit first)."""
-        for call in self._sent:
-            with contextlib.suppress(Exception):  # a gone engine is reported elsewhere
-                call.result()
-        self._sent.clear()
+    def _send(self) -> None:
+        stream = self._channel.stream_unary(f"/{LOG_STREAM}",
+                                            request_serializer=_serialized,
+                                            response_deserializer=None)
+        try:
+            stream(iter(self._lines.get, None))
+        except Exception as exc:  # the engine is gone: it reports that itself
+            self.error = exc
+            while self._lines.get() is not None:
+                pass
+
+    def close(self) -> None:
+        """Wait until the engine has taken every debug line (they are lost if we exit first)."""
+        if self._sender is not None:
+            self._lines.put(None)
+            self._sender.join(CLOSE_SECONDS)
+            self._sender = None
+
+
+def _serialized(request: Any) -> bytes:
+    data: bytes = request.SerializeToString()
+    return data
 
 
 def configure(args: argparse.Namespace) -> None:
@@ -87,16 +114,14 @@ def configure(args: argparse.Namespace) -> None:
 
     pulumi.runtime.set_all_config(runtime_config.get_config_env(),
                                   runtime_config.get_config_secret_keys_env())
-    settings = dict(monitor=args.monitor, engine=args.engine or None, project=args.project,
+    engine = DebugLogStream(args.engine) if args.engine else None
+    settings = dict(monitor=args.monitor, engine=engine, project=args.project,
                     stack=args.stack, parallel=int(args.parallel),
                     dry_run=args.dry_run == "true", organization=args.organization,
                     root_directory=args.root_directory or None)
     accepted = inspect.signature(pulumi.runtime.Settings).parameters
     pulumi.runtime.configure(pulumi.runtime.Settings(
         **{k: v for k, v in settings.items() if k in accepted}))
-    engine = pulumi.runtime.settings.SETTINGS.engine
-    if engine is not None:
-        pulumi.runtime.settings.SETTINGS.engine = DebugLogsAhead(engine)
 
 
 def wait_for(address: str, timeout: float = 60.0) -> bool:
@@ -169,8 +194,8 @@ def main(argv: list[str]) -> int:
         return BAIL
     finally:
         engine = pulumi.runtime.settings.SETTINGS.engine
-        if isinstance(engine, DebugLogsAhead):
-            engine.wait()
+        if isinstance(engine, DebugLogStream):
+            engine.close()
         sys.stdout.flush()
         sys.stderr.flush()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
 
@@ -30,6 +31,10 @@ _SEVERITIES = {0: "debug", 1: "info", 2: "warning", 3: "error"}
 FEATURES = {"secrets": resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
             "resourceReferences": resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES,
             "transforms": resource_pb2.RESOURCE_MONITOR_FEATURE_TRANSFORMS}
+# Our exec script (``language_exec.py``) sends the SDK's debug lines down this one stream of
+# serialized LogRequests: a unary Log call per line costs both processes far more than the line.
+LOG_STREAM_SERVICE = "offline_pulumi.DebugLogs"
+LOG_STREAM_METHOD = "Stream"
 # After a failed step the program sees the monitor go away, as with the real engine.
 MONITOR_GONE = "Resource monitor has terminated, shutting down"
 
@@ -139,6 +144,12 @@ class Engine(_EngineServicer):
                                    ephemeral=request.ephemeral)
         return empty_pb2.Empty()
 
+    def log_stream(self, requests: Iterator[bytes], context: Any) -> bytes:
+        """Every LogRequest of the stream, in order, as if each came by ``Log``."""
+        for raw in requests:
+            self.Log(engine_pb2.LogRequest.FromString(raw), context)
+        return b""
+
     def GetRootResource(self, request: Any, context: Any) -> Any:
         return engine_pb2.GetRootResourceResponse(urn=self._root)
 
@@ -159,7 +170,10 @@ def serve(deployment: Deployment, events: EventStream,
                          options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
     resource_pb2_grpc.add_ResourceMonitorServicer_to_server(
         ResourceMonitor(deployment, info), server)
-    engine_pb2_grpc.add_EngineServicer_to_server(Engine(events, deployment), server)
+    engine = Engine(events, deployment)
+    engine_pb2_grpc.add_EngineServicer_to_server(engine, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(LOG_STREAM_SERVICE, {
+        LOG_STREAM_METHOD: grpc.stream_unary_rpc_method_handler(engine.log_stream)}),))
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     if not bound:
         raise CLIError(f"could not listen on 127.0.0.1:{port} for the program")
