@@ -34,7 +34,15 @@ import time
 from pathlib import Path
 
 from offline_pulumi.engine.hosted import DEFAULT_IDLE_SECONDS
-from offline_pulumi.reuse import IDLE, KEY, MAX_REQUEST, REQUEST, ReusableChildren, is_light
+from offline_pulumi.reuse import (
+    IDLE,
+    KEY,
+    MAX_REQUEST,
+    REQUEST,
+    ReusableChildren,
+    is_reusable,
+    serves_again,
+)
 
 EXIT_INTERRUPTED = 8
 # Children that ran a light command and wait for the next (offline_pulumi/reuse.py); each
@@ -273,14 +281,14 @@ def _accept(listener: socket.socket, keys_write: int, private: tuple[int, ...],
 
 def _start(conn: socket.socket, fds: list[int], raw: bytes, request: Request, keys_write: int,
            private: tuple[int, ...], running: set[int], children: ReusableChildren) -> None:
-    """Run the command in an idle child if it is light and one waits, else in a new child."""
-    light = is_light(request.argv)
-    if light:
+    """Run the command in an idle child if it may and one waits, else in a new child."""
+    reusable = is_reusable(request.argv)
+    if reusable:
         pid = children.hand_over(raw, [conn.fileno(), *fds])
         if pid is not None:
             running.add(pid)
             return
-    control, theirs = children.channel() if light else (None, None)
+    control, theirs = children.channel() if reusable else (None, None)
     inherited = (*private, *children.all_fds(), *([control.fileno()] if control else []))
     child = os.fork()
     if child == 0:
@@ -330,14 +338,14 @@ class Request:
 
 def _serve_commands(conn: socket.socket, fds: list[int], request: Request, keys_write: int,
                     control: socket.socket | None) -> int:
-    """In a forked child: run the command; with ``control``, then the light commands the
-    resident hands over, while each ends cleanly. Return the last exit code."""
+    """In a forked child: run the command; with ``control``, then the commands the resident
+    hands over, while each leaves the child fit to serve again. Return the last exit code."""
     served = 0
     while True:
         code = _run_child(conn, fds, request, keys_write)
         served += 1
-        if (control is None or code == EXIT_INTERRUPTED or not is_light(request.argv)
-                or served == MAX_COMMANDS_PER_CHILD):
+        if (control is None or code == EXIT_INTERRUPTED or served == MAX_COMMANDS_PER_CHILD
+                or not serves_again(request.argv, code, threading.active_count())):
             return code
         # The caller waits for EOF on the pipes it gave as stdin, stdout and stderr.
         null = os.open(os.devnull, os.O_RDWR)

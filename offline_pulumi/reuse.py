@@ -1,12 +1,13 @@
-"""Command children of the resident engine that serve more than one light command.
+"""Command children of the resident engine that serve more than one command.
 
 A forked child pays for its fork and, above all, for the copy-on-write faults of every page its
-Python touches: 5-8 ms of CPU for a command whose own work is under 1 ms. A child that ran a
-light command (one that starts no thread or server and holds nothing open when it ends) may
-therefore stay: it tells the resident it is idle over a socketpair and waits there for the
-next light command, which comes as the launcher's request bytes with four descriptors (the
-launcher's connection, stdin, stdout, stderr). Heavy commands (``up``, ``destroy`` ...) always
-get a fresh child.
+Python touches: 5-8 ms of CPU for a command whose own work is under 1 ms, and 10-20 ms for an
+``up``, which also starts gRPC. A child that ran a light command (one that starts no thread or
+server and holds nothing open when it ends) may therefore stay: it tells the resident it is
+idle over a socketpair and waits there for the next command, which comes as the launcher's
+request bytes with four descriptors (the launcher's connection, stdin, stdout, stderr). A child
+that ran a heavy command (``up``, ``preview``, ``refresh``, ``destroy``) stays only if it
+succeeded and every thread it started has ended; any other command gets a fresh child.
 
 A key that another child derives reaches these children on the same socketpair, ahead of any
 later command, as it reaches the resident: so they share one salt per passphrase too. The
@@ -27,6 +28,8 @@ LIGHT_COMMANDS = frozenset({
     ("config",), ("config", "get"), ("config", "set"), ("config", "set-all"),
     ("config", "rm"), ("config", "rm-all"),
 })
+# Commands whose children may serve again after a success that left no thread behind.
+HEAVY_COMMANDS = frozenset({("up",), ("preview",), ("refresh",), ("destroy",)})
 IDLE = b"i"
 # A message to a child: a request (with four descriptors), or a derived key's report line.
 REQUEST = b"R"
@@ -35,16 +38,31 @@ KEY = b"K"
 MAX_REQUEST = 1 << 20
 
 
-def is_light(argv: list[str]) -> bool:
-    """Whether the command line is one of the light commands."""
+def _command(argv: list[str]) -> tuple[str, ...]:
     from offline_pulumi.cli import resolve
     from offline_pulumi.errors import CLIError
 
     try:
         path, _ = resolve(argv)
     except CLIError:
-        return False
-    return path in LIGHT_COMMANDS
+        return ()
+    return path
+
+
+def is_reusable(argv: list[str]) -> bool:
+    """Whether the command may run in a child that served before (and then serve again)."""
+    command = _command(argv)
+    return command in LIGHT_COMMANDS or command in HEAVY_COMMANDS
+
+
+def serves_again(argv: list[str], code: int, threads: int) -> bool:
+    """Whether a child that ran this command, ending with ``code`` and ``threads`` threads
+    alive (its own included), may take another: light commands always, heavy ones only after
+    a success that left no thread behind."""
+    command = _command(argv)
+    if command in LIGHT_COMMANDS:
+        return True
+    return command in HEAVY_COMMANDS and code == 0 and threads == 1
 
 
 class ReusableChildren:
@@ -73,7 +91,7 @@ class ReusableChildren:
         return [*self._busy, *(control.fileno() for _, control in self._idle)]
 
     def hand_over(self, request: bytes, fds: list[int]) -> int | None:
-        """Give a light command to an idle child; its pid, or None if none could take it."""
+        """Give a command to an idle child; its pid, or None if none could take it."""
         while self._idle:
             pid, control = self._idle.pop()
             try:

@@ -164,9 +164,11 @@ class Engine(_EngineServicer):
 
 def serve(deployment: Deployment, events: EventStream,
           info: Any, workers: int,
-          port: int = 0) -> tuple[grpc.Server, str]:
-    """Start both services on one loopback port; return the server and its address."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+          port: int = 0) -> tuple[grpc.Server, str, futures.ThreadPoolExecutor]:
+    """Start both services on one loopback port; return the server, its address and its
+    worker threads (to shut down after the server: a command child may serve again)."""
+    workers_pool = futures.ThreadPoolExecutor(max_workers=workers)
+    server = grpc.server(workers_pool,
                          options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
     resource_pb2_grpc.add_ResourceMonitorServicer_to_server(
         ResourceMonitor(deployment, info), server)
@@ -178,5 +180,4 @@ def serve(deployment: Deployment, events: EventStream,
     if not bound:
         raise CLIError(f"could not listen on 127.0.0.1:{port} for the program")
     server.start()
-    port = bound
-    return server, f"127.0.0.1:{port}"
+    return server, f"127.0.0.1:{bound}", workers_pool

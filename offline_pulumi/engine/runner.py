@@ -44,8 +44,8 @@ def run_program(project: Project, stack: str, deployment: Deployment, events: Ev
     # for the port to accept connections before it talks to us.
     program.start()
     try:
-        server, address = _serve(project, stack, deployment, events, config, secret_keys,
-                                 parallel, port)
+        server, address, workers = _serve(project, stack, deployment, events, config,
+                                          secret_keys, parallel, port)
     except BaseException:
         program.interrupt()
         raise
@@ -67,6 +67,7 @@ def run_program(project: Project, stack: str, deployment: Deployment, events: Ev
             signal.signal(sig, handler)
         # A short grace lets the program close its channels before the port goes away.
         server.stop(grace=0.2).wait()
+        workers.shutdown(wait=True)
     if cancelled.is_set():
         return CANCELLED
     if error == "" and deployment.failure is None:
@@ -84,7 +85,7 @@ def free_port() -> int:
 
 def _serve(project: Project, stack: str, deployment: Deployment, events: EventStream,
            config: dict[str, str], secret_keys: list[str], parallel: int,
-           port: int) -> tuple[Any, str]:
+           port: int) -> tuple[Any, str, Any]:
     from offline_pulumi.engine.monitor import FEATURES, resource_pb2, serve
 
     info = resource_pb2.DeploymentInfo(

@@ -151,6 +151,35 @@ def test_light_commands_reuse_one_child_each_with_its_own_directory_and_environm
     assert all(psutil.Process(pid).is_running() for pid in seen)
 
 
+def test_successful_updates_reuse_a_child_and_one_that_failed_serves_no_more(
+        engine: Engine, hosts: Path) -> None:
+    """Ups and destroys of two stacks share a child or two, each with its own results; the
+    child that ran a failed up exits instead of serving again."""
+    stacks = [engine.stack("basic"), engine.stack("basic", config={"keeper": "other"})]
+    engine_process = resident(hosts)
+    seen: set[int] = set()
+    for _ in range(2):
+        for stack in stacks:
+            up = stack.up()
+            assert up.summary.resource_changes == {"create": 4}
+            assert plain_outputs(up.outputs) == plain_outputs(stack.outputs())
+            seen.update(child.pid for child in engine_process.children())
+            assert stack.destroy().summary.resource_changes == {"delete": 4}
+            seen.update(child.pid for child in engine_process.children())
+    # Without reuse each of the 8 updates would have had a child of its own.
+    assert 1 <= len(seen) <= 3
+    assert all(psutil.pid_exists(pid) for pid in seen)
+
+    stacks[0].set_config("fail", auto.ConfigValue("on purpose"))
+    with pytest.raises(auto.CommandError):
+        stacks[0].up()
+
+    wait_for(lambda: not all(psutil.pid_exists(pid) for pid in seen), timeout=10,
+             what="the child that ran the failed up to exit")
+    stacks[0].remove_config("fail")
+    assert stacks[0].up().summary.result == "succeeded"
+
+
 def test_the_resident_runs_the_program_of_an_up(engine: Engine, hosts: Path) -> None:
     stack = engine.stack("parent")
     engine_process = resident(hosts)
