@@ -17,6 +17,8 @@ MIN_RATE = 10.0
 MAX_CPU_S = 0.15
 MIN_TUTORIAL_RATIO = 15.0
 MAX_SCALE_RATIO = 3.0
+# What the workflow path (Temporal) may add to a burn over the same steps run in-process.
+MAX_WORKFLOW_ADDED_MS = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +83,9 @@ def targets(r: Results) -> list[Target]:
                ratio >= MIN_TUTORIAL_RATIO),
         Target(f"100-resource up at most {MAX_SCALE_RATIO:g}x the 10-resource up", scale_text,
                scale_ok),
+        Target(f"the workflow path at most {MAX_WORKFLOW_ADDED_MS:g} ms over the same steps "
+               "in-process", f"{r.workflow.added_ms:+.0f} ms ({r.workflow.workflow_ms:.0f} / "
+               f"{r.workflow.in_process_ms:.0f} ms)", r.workflow.added_ms <= MAX_WORKFLOW_ADDED_MS),
     ]
 
 
@@ -145,7 +150,8 @@ def render(r: Results) -> str:
     out += ["", f"The workflow path (Temporal) against the burn activity's steps in-process "
             f"(operation record and engine events recorded in both): "
             f"{w.workflow_ms:.0f} / {w.in_process_ms:.0f} ms, {w.added_ms:+.0f} ms per /uuid "
-            f"(medians of {w.runs}, alternating)."]
+            f"(medians of {w.runs}, alternating). The bare steps in-process, with neither the "
+            f"operation record nor engine events: {w.bare_ms:.0f} ms."]
     f = r.floor
     out += ["", f"## Floor of one command (median of {f.runs})", ""]
     out += _table(["Layer", "ms"], [

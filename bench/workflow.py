@@ -27,11 +27,13 @@ from infra.workflows import FinishInput, Outcome
 
 @dataclasses.dataclass(frozen=True)
 class WorkflowStats:
-    """Median wall time of one /uuid in-process and through the workflow, in ms."""
+    """Median wall time of one /uuid in-process and through the workflow, in ms; and of the
+    bare steps (no operation record, no engine events), to show what recording costs."""
 
     runs: int
     in_process_ms: float
     workflow_ms: float
+    bare_ms: float
 
     @property
     def added_ms(self) -> float:
@@ -51,7 +53,8 @@ def measure_workflow(runs: int, venv_dir: Path) -> WorkflowStats:
         try:
             _burn_in_process(service, records, request)
             service.burn(request)
-            local, remote = [], []
+            service.burner.run(request)
+            local, remote, bare = [], [], []
             for _ in range(runs):
                 started = time.perf_counter()
                 _burn_in_process(service, records, request)
@@ -59,9 +62,12 @@ def measure_workflow(runs: int, venv_dir: Path) -> WorkflowStats:
                 started = time.perf_counter()
                 service.burn(request)
                 remote.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                service.burner.run(request)
+                bare.append((time.perf_counter() - started) * 1000)
         finally:
             service.stop()
-    return WorkflowStats(runs, median(local), median(remote))
+    return WorkflowStats(runs, median(local), median(remote), median(bare))
 
 
 def _burn_in_process(service: Service, records: Records, request: BurnerRequest) -> str:
