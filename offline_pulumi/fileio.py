@@ -8,6 +8,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to a temp file beside ``path`` and rename it into place."""
@@ -26,14 +28,27 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 def dump_json(value: Any, indent: int | None = None) -> str:
     """JSON as the Go CLI writes it: no HTML escaping, compact or two-space indent."""
+    return encode_json(value, indent).decode()
+
+
+def encode_json(value: Any, indent: int | None = None) -> bytes:
+    """``dump_json`` as UTF-8 bytes."""
+    if indent is None or indent == 2:
+        # orjson writes the same text as json.dumps below, an order of magnitude faster (a
+        # checkpoint is written after every step). What it refuses (keys that are not strings,
+        # integers past 64 bits, text that is not valid UTF-8) takes the slow path.
+        try:
+            return orjson.dumps(value, option=orjson.OPT_INDENT_2 if indent else 0)
+        except orjson.JSONEncodeError:
+            pass
     if indent is None:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return json.dumps(value, indent=indent, ensure_ascii=False)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(value, indent=indent, ensure_ascii=False).encode()
 
 
 def write_json_atomic(path: Path, value: Any, indent: int | None = None) -> None:
     """Atomically write a JSON document."""
-    write_atomic(path, dump_json(value, indent).encode())
+    write_atomic(path, encode_json(value, indent))
 
 
 class UnsafePathError(PermissionError):

@@ -13,10 +13,12 @@ import os
 import queue
 import runpy
 import socket
+import struct
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -56,8 +58,9 @@ class DebugLogStream:
     The SDK logs several debug lines per resource, each a blocking ``Log`` call: the program
     stalled while the engine was busy, and each call cost both processes far more than its
     line. Here a debug line is queued and a thread streams the queue to the engine's
-    ``offline_pulumi.DebugLogs/Stream`` (``engine/monitor.py``), in order. Other severities
-    stay blocking calls: a warning or an error reaches the engine before the program goes on.
+    ``offline_pulumi.DebugLogs/Stream`` (``engine/monitor.py``), in order, each message
+    carrying every line waiting by then. Other severities stay blocking calls: a warning or an
+    error reaches the engine before the program goes on.
     """
 
     def __init__(self, address: str) -> None:
@@ -84,11 +87,10 @@ class DebugLogStream:
         return getattr(self._engine, name)
 
     def _send(self) -> None:
-        stream = self._channel.stream_unary(f"/{LOG_STREAM}",
-                                            request_serializer=_serialized,
+        stream = self._channel.stream_unary(f"/{LOG_STREAM}", request_serializer=_framed,
                                             response_deserializer=None)
         try:
-            stream(iter(self._lines.get, None))
+            stream(_batches(self._lines))
         except Exception as exc:  # the engine is gone: it reports that itself
             self.error = exc
             while self._lines.get() is not None:
@@ -102,9 +104,34 @@ class DebugLogStream:
             self._sender = None
 
 
-def _serialized(request: Any) -> bytes:
-    data: bytes = request.SerializeToString()
-    return data
+def _batches(lines: queue.SimpleQueue[Any]) -> Iterator[list[Any]]:
+    """The queued lines up to the closing None, as many to a batch as are waiting.
+
+    A gRPC message costs both processes far more than a line in it.
+    """
+    while True:
+        batch = [lines.get()]
+        while batch[-1] is not None:
+            try:
+                batch.append(lines.get_nowait())
+            except queue.Empty:
+                break
+        closed = batch[-1] is None
+        if closed:
+            batch.pop()
+        if batch:
+            yield batch
+        if closed:
+            return
+
+
+def _framed(batch: list[Any]) -> bytes:
+    """Serialized LogRequests, each after its length (4 bytes, big-endian)."""
+    parts: list[bytes] = []
+    for request in batch:
+        data = request.SerializeToString()
+        parts += (struct.pack(">I", len(data)), data)
+    return b"".join(parts)
 
 
 def configure(args: argparse.Namespace) -> None:

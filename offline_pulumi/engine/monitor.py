@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -32,9 +33,12 @@ FEATURES = {"secrets": resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
             "resourceReferences": resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES,
             "transforms": resource_pb2.RESOURCE_MONITOR_FEATURE_TRANSFORMS}
 # Our exec script (``language_exec.py``) sends the SDK's debug lines down this one stream of
-# serialized LogRequests: a unary Log call per line costs both processes far more than the line.
+# batches of serialized LogRequests: a unary Log call per line costs both processes far more
+# than the line.
 LOG_STREAM_SERVICE = "offline_pulumi.DebugLogs"
 LOG_STREAM_METHOD = "Stream"
+# A batch's framing: each serialized LogRequest comes after its length.
+_LENGTH = struct.Struct(">I")
 # After a failed step the program sees the monitor go away, as with the real engine.
 MONITOR_GONE = "Resource monitor has terminated, shutting down"
 
@@ -144,10 +148,19 @@ class Engine(_EngineServicer):
                                    ephemeral=request.ephemeral)
         return empty_pb2.Empty()
 
-    def log_stream(self, requests: Iterator[bytes], context: Any) -> bytes:
-        """Every LogRequest of the stream, in order, as if each came by ``Log``."""
-        for raw in requests:
-            self.Log(engine_pb2.LogRequest.FromString(raw), context)
+    def log_stream(self, batches: Iterator[bytes], context: Any) -> bytes:
+        """Every LogRequest of the stream, in order, as if each came by ``Log``.
+
+        A message is a batch: serialized LogRequests, each after its length (4 bytes,
+        big-endian), as ``language_exec`` frames them.
+        """
+        for batch in batches:
+            at = 0
+            while at < len(batch):
+                (size,) = _LENGTH.unpack_from(batch, at)
+                at += _LENGTH.size
+                self.Log(engine_pb2.LogRequest.FromString(batch[at:at + size]), context)
+                at += size
         return b""
 
     def GetRootResource(self, request: Any, context: Any) -> Any:
