@@ -104,9 +104,9 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
     """Median up and destroy time per size, via the Automation API on a temp file backend.
 
     With the service's own engine and workspace settings (resident engine, warm program host,
-    no checkpoint backups, an explicit passphrase), from ``infra``.
+    no checkpoint backups, an explicit passphrase), from ``infra``. Each round runs every size
+    once, so a drift in the machine's speed weighs on all sizes alike and not on their ratio.
     """
-    results = []
     with tempfile.TemporaryDirectory(prefix="bench-scaling-", dir="/tmp") as tmp:
         root = Path(tmp)
         settings = Settings.from_environ(service_environ(
@@ -115,6 +115,7 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
         engine = select_engine(settings)
         env = build_toolchain(settings, engine).env_vars
         command = engine.command()
+        stacks = {}
         for size in sizes:
             program = root / f"program-{size}"
             program.mkdir()
@@ -124,25 +125,27 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
                 f"    virtualenv: {venv}\n")
             opts = auto.LocalWorkspaceOptions(pulumi_command=command, env_vars=env,
                                               pulumi_home=str(root / "home"))
-            stack = auto.create_stack(f"scale-{size}", work_dir=str(program), opts=opts)
+            stacks[size] = auto.create_stack(f"scale-{size}", work_dir=str(program), opts=opts)
             # One unmeasured round: the program host and the resident start on first use.
-            stack.up()
-            stack.destroy()
-            ups, destroys = [], []
-            for _ in range(runs):
+            stacks[size].up()
+            stacks[size].destroy()
+        ups: dict[int, list[float]] = {size: [] for size in sizes}
+        destroys: dict[int, list[float]] = {size: [] for size in sizes}
+        for _ in range(runs):
+            for size, stack in stacks.items():
                 started = time.perf_counter()
                 result = stack.up()
-                ups.append((time.perf_counter() - started) * 1000)
+                ups[size].append((time.perf_counter() - started) * 1000)
                 created = (result.summary.resource_changes or {}).get(auto.OpType.CREATE, 0)
                 if created != size + 1:  # plus the stack resource itself
                     raise RuntimeError(f"up of {size} resources created {created}")
                 started = time.perf_counter()
                 stack.destroy()
-                destroys.append((time.perf_counter() - started) * 1000)
+                destroys[size].append((time.perf_counter() - started) * 1000)
+        for stack in stacks.values():
             stack.workspace.remove_stack(stack.name)
-            results.append(Scaling(size, median(ups), median(destroys)))
         engine.stop_helpers()
-    return tuple(results)
+    return tuple(Scaling(size, median(ups[size]), median(destroys[size])) for size in sizes)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
@@ -14,11 +15,17 @@ HISTORY_TIME = "%Y-%m-%dT%H:%M:%S.000Z"
 
 def manifest() -> dict[str, Any]:
     """A deployment manifest stamped with the engine version."""
+    version, magic = _stamp()
+    return {"time": datetime.now(UTC).isoformat(), "magic": magic, "version": version}
+
+
+@functools.cache
+def _stamp() -> tuple[str, str]:
+    """The engine version and its hash (every checkpoint save asks for them)."""
     from offline_pulumi.version import VERSION
 
     version = f"v{VERSION}"
-    return {"time": datetime.now(UTC).isoformat(),
-            "magic": hashlib.sha256(version.encode()).hexdigest(), "version": version}
+    return version, hashlib.sha256(version.encode()).hexdigest()
 
 
 def new_deployment(salt: str) -> dict[str, Any]:
