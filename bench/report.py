@@ -197,8 +197,9 @@ EXPLANATION = """## What the numbers mean
   i.e. how busy the service kept the cores. "Other load" is the CPU everything else on the
   machine used meanwhile (including these client threads), in cores, from `/proc/stat`.
 - **Engine scaling**: a generated program of N alternating `RandomString`/`RandomId`
-  resources, `up` then `destroy` on one stack through `pulumi.automation` with
-  `offline_pulumi.pulumi_command()`.
+  resources, `up` then `destroy` on one stack per size through `pulumi.automation` with
+  `offline_pulumi.pulumi_command()`; medians of rounds that each run every size once, so a
+  drift in the machine's speed does not skew the ratio between sizes.
 - **Passphrase**: every service here runs with an explicit `PULUMI_CONFIG_PASSPHRASE`, as an
   operator sets it; the engine then keeps derived keys in its resident process's memory only.
 - **Floor of one command**: what each layer under a `pulumi` command costs: the engine's
