@@ -32,22 +32,34 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 def dump_json(value: Any, indent: int | None = None) -> str:
     """JSON as the Go CLI writes it: no HTML escaping, compact or two-space indent."""
-    return encode_json(value, indent).decode()
+    fast = _fast_json(value, indent)
+    return fast.decode() if fast is not None else _json_text(value, indent)
 
 
 def encode_json(value: Any, indent: int | None = None) -> bytes:
     """``dump_json`` as UTF-8 bytes."""
-    if indent is None or indent == 2:
-        # orjson writes the same text as json.dumps below, an order of magnitude faster (a
-        # checkpoint is written after every step). What it refuses (keys that are not strings,
-        # integers past 64 bits, text that is not valid UTF-8) takes the slow path.
-        try:
-            return orjson.dumps(value, option=orjson.OPT_INDENT_2 if indent else 0)
-        except orjson.JSONEncodeError:
-            pass
+    fast = _fast_json(value, indent)
+    return fast if fast is not None else _json_text(value, indent).encode()
+
+
+def _fast_json(value: Any, indent: int | None) -> bytes | None:
+    # orjson writes what json.dumps below writes (small exponents as Go does: 1e-7, not 1e-07;
+    # NaN and infinities, which Go refuses, as null), an order of magnitude faster: a
+    # checkpoint is rewritten after every step. What it
+    # refuses (keys that are not strings, integers past 64 bits, text that is not valid
+    # UTF-8) takes the slow path.
+    if indent not in (None, 2):
+        return None
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 if indent else 0)
+    except orjson.JSONEncodeError:
+        return None
+
+
+def _json_text(value: Any, indent: int | None) -> str:
     if indent is None:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-    return json.dumps(value, indent=indent, ensure_ascii=False).encode()
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, indent=indent, ensure_ascii=False)
 
 
 def write_json_atomic(path: Path, value: Any, indent: int | None = None) -> None:
