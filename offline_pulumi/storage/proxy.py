@@ -5,7 +5,8 @@ cost more than the rest of a command. With ``OFFLINE_PULUMI_STATE_PROXY=1``, the
 that opens a ``postgres://`` backend starts a proxy (one per backend URL, in the private
 program-host directory) and uses the database directly; later commands send their storage
 calls to the proxy over a unix socket: one JSON line per call, blobs in base64. The proxy ends
-after ``OFFLINE_PULUMI_PROGRAM_HOST_IDLE`` idle seconds or when its socket file is removed.
+after ``OFFLINE_PULUMI_PROGRAM_HOST_IDLE`` idle seconds or when its socket file is removed; one
+that a racing proxy replaced ends once the engines connected to it are done.
 Whoever can reach the socket can use the database as we do, so the directory must be private.
 """
 
@@ -231,21 +232,27 @@ def main() -> None:
     """Serve the proxy on the socket named in argv until idle or its socket file goes away."""
     path = Path(sys.argv[1])
     url = os.environ.pop(URL_VARIABLE)
-    idle = float(os.environ.get("OFFLINE_PULUMI_PROGRAM_HOST_IDLE", "600"))
+    idle_seconds = float(os.environ.get("OFFLINE_PULUMI_PROGRAM_HOST_IDLE", "600"))
     try:
         server = _Server(path, url)
         server.storage.check()
     except (OSError, StorageError):
         return
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    ours = True
     while True:
         time.sleep(0.5)
         try:
             ours = path.stat().st_ino == server.inode
         except OSError:
             ours = False
-        idle_for = time.monotonic() - server.last_used
-        if not ours or (server.clients == 0 and idle_for > idle):
+            break  # the socket file was removed: our owner is stopping us
+        idle = time.monotonic() - server.last_used > idle_seconds
+        if ours and server.clients == 0 and idle:
+            break
+        # Replaced by a racing proxy: new engines connect to that one; those connected here
+        # (mid-command) are served to their end, or until they fall idle.
+        if not ours and (server.clients == 0 or idle):
             break
     server.shutdown()
     if ours:
