@@ -13,30 +13,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import psutil
 import pytest
 
 from offline_pulumi.storage import proxy
+from tests.harness import wait_for
 from tests.pgserver import PostgresServer
 
 pytestmark = pytest.mark.slow
-
-T = TypeVar("T")
-
-
-def _eventually(probe: Callable[[], T | None], seconds: float = 20.0) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds} s")
-
 
 def _proxies(path: Path) -> set[int]:
     return {p.pid for p in psutil.process_iter(["cmdline"])
@@ -68,13 +54,13 @@ def test_a_replaced_proxy_serves_its_connected_engine_to_the_end(
     assert path is not None
     try:
         _start_proxy(url)
-        engine = _eventually(lambda: _connect(path))
+        engine = wait_for(lambda: _connect(path))
         first = _proxies(path)
         engine.put("before", b"1")
 
         replaced = path.stat().st_ino
         _start_proxy(url)  # a racing start: its socket replaces the first one's
-        _eventually(lambda: path.stat().st_ino != replaced)
+        wait_for(lambda: path.stat().st_ino != replaced)
         time.sleep(1.5)  # a proxy looks at its socket file twice a second
 
         engine.put("after", b"2")
@@ -82,11 +68,11 @@ def test_a_replaced_proxy_serves_its_connected_engine_to_the_end(
         assert _proxies(path) & first, "the first proxy ended under a connected engine"
 
         engine.close()
-        _eventually(lambda: not (_proxies(path) & first))  # done: it ends
-        newer = _eventually(lambda: _connect(path))
+        wait_for(lambda: not (_proxies(path) & first))  # done: it ends
+        newer = wait_for(lambda: _connect(path))
         assert newer.get("after") == b"2"
         newer.close()
     finally:
         path.unlink(missing_ok=True)  # the newer proxy ends within a second
-        _eventually(lambda: not _proxies(path))
+        wait_for(lambda: not _proxies(path))
         shutil.rmtree(hosts)
