@@ -57,6 +57,8 @@ class Throughput:
     cpu_s_per_request: float
     cores: int
     other_cores: float
+    # The same CPU per request, by what spent it (bench.server.PARTS).
+    cpu_s_by_part: dict[str, float]
 
     @property
     def ceiling_per_second(self) -> float:
@@ -113,11 +115,13 @@ def measure_throughput(work: Path, logs: Path, venv_dir: Path, levels: tuple[int
         # Let both workers pay their one-off engine probe before any level is timed.
         Clients(server.port, 2).run_until_warm_then(lambda: time.sleep(1))
         for clients in levels:
-            cpu_before, busy_before = server.cpu_seconds(), busy_cpu_seconds()
+            parts_before, busy_before = server.cpu_by_part(), busy_cpu_seconds()
             started = time.perf_counter()
             load = Clients(server.port, clients)
             window = load.run_until_warm_then(lambda: time.sleep(seconds))
-            cpu = server.cpu_seconds() - cpu_before
+            parts = {part: spent - parts_before[part]
+                     for part, spent in server.cpu_by_part().items()}
+            cpu = sum(parts.values())
             # What everything else on the machine used meanwhile (other jobs, and these clients).
             others = (busy_cpu_seconds() - busy_before - cpu) / (time.perf_counter() - started)
             in_window = [ms for at, ms in load.ok if window[0] <= at < window[1]]
@@ -127,7 +131,9 @@ def measure_throughput(work: Path, logs: Path, venv_dir: Path, levels: tuple[int
                 errors=sum(load.errors.values()), error_kinds=dict(load.errors), per_second=len(in_window) / (window[1] - window[0]),
                 p50_ms=median(in_window),
                 cpu_s_per_request=cpu / len(load.ok) if load.ok else 0.0, cores=cores,
-                other_cores=max(others, 0.0)))
+                other_cores=max(others, 0.0),
+                cpu_s_by_part={part: spent / len(load.ok) if load.ok else 0.0
+                               for part, spent in parts.items()}))
     return tuple(results), backend_leftovers(state_dir)
 
 

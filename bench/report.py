@@ -8,6 +8,8 @@ import math
 from bench.api import LatencyStats, Throughput
 from bench.engine import Floor, Scaling
 from bench.pipeline import PHASES, PipelineStats
+from bench.server import PARTS, TEMPORAL
+from bench.temporal import TemporalFloor
 from bench.tutorial import TutorialStats
 from bench.workflow import WorkflowStats
 
@@ -31,6 +33,7 @@ class Results:
     latency: LatencyStats
     pipeline: PipelineStats
     workflow: WorkflowStats
+    temporal_floor: TemporalFloor
     throughput: tuple[Throughput, ...]
     leftovers: tuple[int, int]
     scaling: tuple[Scaling, ...]
@@ -138,6 +141,14 @@ def render(r: Results) -> str:
                   [[str(t.clients), str(t.requests), _errors(t), f"{t.per_second:.2f}",
                     _ms(t.p50_ms), f"{t.cpu_s_per_request:.2f}", f"{t.ceiling_per_second:.2f}",
                     f"{t.percent_of_ceiling:.0f}%", f"{t.other_cores:.2f}"] for t in r.throughput])
+    out += ["", "CPU per request by what spent it, in ms:", ""]
+    out += _table(["Part", *(f"{t.clients} clients" for t in r.throughput)],
+                  [[part, *(_ms(t.cpu_s_by_part[part] * 1000) for t in r.throughput)]
+                   for part in PARTS])
+    out += ["", f"Of the {TEMPORAL}'s share, {r.temporal_floor.server_cpu_ms:.0f} ms is its floor: "
+            f"its CPU per workflow for the smallest one shaped like a burn (one activity that "
+            f"heartbeats once, eager start, the service's server flags; "
+            f"{r.temporal_floor.runs} runs, {r.temporal_floor.concurrency} at a time)."]
     stacks, files = r.leftovers
     total = sum(t.completed for t in r.throughput)
     per = f" ({files / total:.1f} per request)" if total else ""
@@ -196,6 +207,13 @@ EXPLANATION = """## What the numbers mean
   requests. "Cores allow" = usable cores / CPU s/request; "% of that" = req/s / cores allow,
   i.e. how busy the service kept the cores. "Other load" is the CPU everything else on the
   machine used meanwhile (including these client threads), in cores, from `/proc/stat`.
+- **CPU by what spent it**: the same CPU per request, split by process: gunicorn's own
+  processes; the `pulumi` launchers, as the workers reaped them; the embedded Temporal server;
+  the resident engine with the commands it ran; the program host with the program runs. The
+  Temporal floor is measured on its own: a fresh embedded server with the service's flags
+  runs workflows that each run one activity that heartbeats once and returns, started
+  eagerly by a client whose worker is in the same process, as many at a time as the target's
+  clients; the server's CPU over those runs divided by their number.
 - **Engine scaling**: a generated program of N alternating `RandomString`/`RandomId`
   resources, `up` then `destroy` on one stack per size through `pulumi.automation` with
   `offline_pulumi.pulumi_command()`; medians of rounds that each run every size once, so a

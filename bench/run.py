@@ -21,7 +21,8 @@ from bench.common import SHARED_VENV_DIR
 from bench.engine import measure_floor, measure_scaling
 from bench.machine import machine_details
 from bench.pipeline import run_pipeline
-from bench.report import Results, render, targets
+from bench.report import TARGET_CLIENTS, Results, render, targets
+from bench.temporal import measure_temporal_floor
 from bench.tutorial import measure_tutorial
 from bench.workflow import measure_workflow
 from infra.errors import InfraError
@@ -42,14 +43,17 @@ class Plan:
     scaling_sizes: tuple[int, ...]
     scaling_runs: int
     floor_runs: int
+    temporal_floor_runs: int
     tutorial_requests: int
 
 
 LOG_DIR = PROJECT_ROOT / ".state" / "bench"
 FULL = Plan(latency_samples=15, pipeline_runs=5, workflow_runs=15, load_seconds=30, load_levels=(1, 4, 8, 16),
-            scaling_sizes=(1, 10, 100), scaling_runs=7, floor_runs=10, tutorial_requests=3)
+            scaling_sizes=(1, 10, 100), scaling_runs=7, floor_runs=10, temporal_floor_runs=200,
+            tutorial_requests=3)
 QUICK = dataclasses.replace(FULL, latency_samples=4, pipeline_runs=2, workflow_runs=5, load_seconds=10,
-                            scaling_runs=1, floor_runs=5, tutorial_requests=2)
+                            scaling_runs=1, floor_runs=5, temporal_floor_runs=40,
+                            tutorial_requests=2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +108,9 @@ def measure(plan: Plan, mode: str) -> Results:
         pipeline = run_pipeline(plan.pipeline_runs, SHARED_VENV_DIR)
         step(f"workflow path: {plan.workflow_runs} in-process and workflow runs, alternating")
         workflow = measure_workflow(plan.workflow_runs, SHARED_VENV_DIR)
+        step(f"Temporal server's floor: {plan.temporal_floor_runs} bare workflows, "
+             f"{TARGET_CLIENTS} at a time")
+        temporal_floor = measure_temporal_floor(plan.temporal_floor_runs, TARGET_CLIENTS)
         step(f"throughput: {plan.load_levels} clients, {plan.load_seconds:.0f} s each")
         throughput, leftovers = measure_throughput(work, LOG_DIR, SHARED_VENV_DIR,
                                                    plan.load_levels, plan.load_seconds)
@@ -114,7 +121,8 @@ def measure(plan: Plan, mode: str) -> Results:
     step(f"tutorial flow: {plan.tutorial_requests} requests")
     tutorial = measure_tutorial(plan.tutorial_requests)
     return Results(machine=machine, mode=mode, venv_note=venv_note, latency=latency,
-                   pipeline=pipeline, workflow=workflow, throughput=throughput, leftovers=leftovers,
+                   pipeline=pipeline, workflow=workflow, temporal_floor=temporal_floor,
+                   throughput=throughput, leftovers=leftovers,
                    scaling=scaling, floor=floor, tutorial=tutorial,
                    wall_s=time.perf_counter() - started)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from types import TracebackType
@@ -54,36 +55,86 @@ class Gunicorn:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def cpu_seconds(self) -> float:
-        """User+system CPU of gunicorn and its descendants, plus the offline engine's helpers.
+        """User+system CPU of gunicorn and its descendants, plus the offline engine's helpers."""
+        return sum(self.cpu_by_part().values())
 
-        The embedded Temporal server is a child of gunicorn's master, so it is counted. Commands
-        run in children of the resident engine and programs in children of the program host;
-        both are detached from the server's tree and reap their children, so their trees hold
-        that time. They are found by this server's own host directory in their command lines.
+    def cpu_by_part(self) -> dict[str, float]:
+        """User+system CPU of everything that serves requests, by what spent it (``PARTS``).
+
+        The embedded Temporal server is a child of gunicorn's master; the ``pulumi`` launchers
+        are the workers' children, reaped by them. Commands run in children of the resident
+        engine and programs in children of the program host; both are detached from the
+        server's tree and reap their children, so their trees hold that time. They are found
+        by this server's own host directory in their command lines.
         """
         assert self.server is not None
+        stats = _all_stats()
+        parts = dict.fromkeys(PARTS, 0.0)
+        temporal = [pid for pid in _tree(stats, self.server.proc.pid)
+                    if b"start-dev" in _cmdline(pid)]
+        for pid in _tree(stats, self.server.proc.pid, prune=set(temporal)):
+            parts[API] += stats[pid].own
+            parts[LAUNCHERS] += stats[pid].reaped
+        parts[TEMPORAL] = sum(_tree_seconds(stats, pid) for pid in temporal)
         hosts = program_host_dir(Settings.from_environ(self.environ))
-        return tree_cpu_seconds(self.server.proc.pid) + sum(
-            tree_cpu_seconds(pid) for pid in helper_pids(str(hosts)))
+        for top in helper_pids(str(hosts)):
+            programs = [pid for pid in _tree(stats, top) if b"program_host.py" in _cmdline(pid)
+                        and b"program_host.py" not in _cmdline(stats[pid].ppid)]
+            ran = sum(_tree_seconds(stats, pid) for pid in programs)
+            parts[PROGRAMS] += ran
+            parts[COMMANDS] += _tree_seconds(stats, top) - ran
+        return parts
 
 
-def tree_cpu_seconds(root: int) -> float:
+API = "API processes (gunicorn master and workers)"
+LAUNCHERS = "`pulumi` launchers (reaped by the workers)"
+COMMANDS = "engine commands (resident engine and its children)"
+PROGRAMS = "program runs (program host and its children)"
+TEMPORAL = "embedded Temporal server"
+PARTS = (API, LAUNCHERS, COMMANDS, PROGRAMS, TEMPORAL)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stat:
+    ppid: int
+    own: float  # utime + stime
+    reaped: float  # cutime + cstime: children it waited for
+
+
+def _tree(stats: dict[int, _Stat], root: int, prune: set[int] | None = None) -> list[int]:
+    """``root`` and its live descendants, without the subtrees of ``prune``."""
+    children: dict[int, list[int]] = {}
+    for pid, stat in stats.items():
+        children.setdefault(stat.ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats and pid not in (prune or ()):
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def _tree_seconds(stats: dict[int, _Stat], root: int) -> float:
     """CPU of ``root``'s live process tree, each process with its reaped children's time.
 
     A finished descendant's time is added to its parent's cutime/cstime when the parent waits
     for it, so live processes' own plus children's times cover the whole tree without overlap.
     """
-    stats = _all_stats()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            total += stats[pid][1]
-        todo.extend(children.get(pid, []))
-    return total
+    return sum(stats[pid].own + stats[pid].reaped for pid in _tree(stats, root))
+
+
+def tree_seconds(root: int) -> float:
+    """CPU of ``root``'s live process tree, with the time of the children each one reaped."""
+    return _tree_seconds(_all_stats(), root)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
 
 
 def helper_pids(host_dir: str) -> list[int]:
@@ -113,8 +164,8 @@ def helper_pids(host_dir: str) -> list[int]:
     return [pid for pid, ppid in found.items() if ppid not in found]
 
 
-def _all_stats() -> dict[int, tuple[int, float]]:
-    """pid -> (ppid, utime+stime+cutime+cstime in seconds) for every process in /proc."""
+def _all_stats() -> dict[int, _Stat]:
+    """Every process in /proc: its parent, its own CPU and its reaped children's, in seconds."""
     stats = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -126,8 +177,8 @@ def _all_stats() -> dict[int, tuple[int, float]]:
             continue  # exited while we looked
         # The command name may contain spaces and parentheses; fields resume after the last ')'.
         fields = text[text.rindex(")") + 2:].split()
-        ticks = sum(int(value) for value in fields[11:15])
-        stats[int(entry)] = (int(fields[1]), ticks / _TICKS)
+        own, reaped = (int(fields[11]) + int(fields[12])), (int(fields[13]) + int(fields[14]))
+        stats[int(entry)] = _Stat(int(fields[1]), own / _TICKS, reaped / _TICKS)
     return stats
 
 

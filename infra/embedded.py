@@ -65,6 +65,11 @@ class EmbeddedTemporal:
         self.address = ""
         self._proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> str:
         """Start the server, wait until its frontend accepts connections, return host:port."""
         binary = temporal_binary()

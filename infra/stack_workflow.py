@@ -30,6 +30,7 @@ from infra.workflows import (
     finish,
     outcome_of,
     shielded,
+    typed_payloads,
 )
 
 APPLY = "apply_stack"
@@ -260,3 +261,6 @@ class StackWorkflow:
 
 def _now() -> float:
     return workflow.now().timestamp()
+
+
+typed_payloads(StackOrder, OperationRequest, ApplyInput, DestroyInput, OpenInput, AnnounceInput)

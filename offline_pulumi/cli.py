@@ -87,9 +87,14 @@ def _value_flags() -> frozenset[str]:
     return frozenset(names)
 
 
+# Built once at import: the resident engine's children inherit it instead of rebuilding it
+# for every command.
+_VALUE_FLAGS = _value_flags()
+
+
 def resolve(argv: list[str]) -> tuple[tuple[str, ...], list[str]]:
     """Split argv into the longest known command path and the remaining arguments."""
-    value_flags = _value_flags()
+    value_flags = _VALUE_FLAGS
     word_positions: list[int] = []
     i = 0
     while i < len(argv) and len(word_positions) < 3:

@@ -226,8 +226,9 @@ def _alive(pid: int) -> bool:
 def _parent_of(pid: int) -> int | None:
     # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        return int(stat.rsplit(b")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -367,6 +368,16 @@ def _serve_commands(conn: socket.socket, fds: list[int], request: Request, keys_
         request = Request.parse(message)
 
 
+def _replace_environ(env: dict[str, str]) -> None:
+    """Make ``os.environ`` exactly ``env``, touching only what differs: successive commands
+    mostly share their environment, and each change is a putenv or unsetenv."""
+    for name in [name for name in os.environ if name not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
 def _next_request(control: socket.socket) -> tuple[bytes, list[int]]:
     """Wait for the resident's next request, taking in the keys it passes on meanwhile."""
     from offline_pulumi import crypto
@@ -395,8 +406,7 @@ def _run_child(conn: socket.socket, fds: list[int], request: Request, keys_write
     conn.settimeout(None)
     os.chdir(request.cwd)
     os.umask(request.umask)
-    os.environ.clear()
-    os.environ.update(request.env)
+    _replace_environ(request.env)
     sys.argv = ["pulumi", *request.argv]
     # tempfile remembers the first temp dir it computed; this command's TMPDIR decides.
     import tempfile

@@ -151,6 +151,28 @@ def test_light_commands_reuse_one_child_each_with_its_own_directory_and_environm
     assert all(psutil.Process(pid).is_running() for pid in seen)
 
 
+def test_a_variable_the_last_command_had_is_unset_for_the_next_in_the_same_child(
+        engine: Engine, hosts: Path, tmp_path: Path) -> None:
+    """A reused child takes each command's environment as it is, removals included."""
+    env = {**os.environ, **engine.env, "PULUMI_BACKEND_URL": f"file://{tmp_path}",
+           "PULUMI_CONFIG_PASSPHRASE": "only-in-some-commands"}
+    without = {name: value for name, value in env.items() if name != "PULUMI_CONFIG_PASSPHRASE"}
+    work_dir = engine.project("basic")
+    assert run(launcher(engine), ["stack", "init", "dev"], work_dir, env)[0] == 0
+    args = ["config", "set", "--secret", "greeting", "hello", "--stack", "dev"]
+    assert run(launcher(engine), args, work_dir, env)[0] == 0
+    engine_process = resident(hosts)
+    get = ["config", "get", "greeting", "--stack", "dev"]
+    seen: set[int] = set()
+    for _ in range(3):
+        assert run(launcher(engine), get, work_dir, env) == (0, "hello\n", "")
+        code, out, err = run(launcher(engine), get, work_dir, without)
+        assert (code, out) == (1, ""), err
+        assert "PULUMI_CONFIG_PASSPHRASE" in err
+        seen.update(child.pid for child in engine_process.children())
+    assert len(seen) == 1  # one child served them all
+
+
 def test_successful_updates_reuse_a_child_and_one_that_failed_serves_no_more(
         engine: Engine, hosts: Path) -> None:
     """Ups and destroys of two stacks share a child or two, each with its own results; the
