@@ -23,7 +23,7 @@ from offline_pulumi.errors import (
     StackNotFound,
     UnsupportedError,
 )
-from offline_pulumi.fileio import dump_json
+from offline_pulumi.fileio import encode_json
 from offline_pulumi.project import pulumi_home
 from offline_pulumi.storage import BlobNotFound, Storage, file_url_path, open_storage
 
@@ -152,7 +152,7 @@ class DiyBackend:
 
     def write_tags(self, ref: StackRef, tags: dict[str, str]) -> None:
         """Replace the stack's tags."""
-        self.storage.put(self.tags_key(ref), dump_json(tags).encode())
+        self.storage.put(self.tags_key(ref), encode_json(tags))
 
     # -- stacks ------------------------------------------------------------------------
     def exists(self, ref: StackRef) -> bool:
@@ -257,7 +257,7 @@ class DiyBackend:
         """Record a finished operation and a copy of its checkpoint."""
         stamp = time.time_ns()
         history = self.history_prefix(ref)
-        self.storage.put(f"{history}{ref.name}-{stamp}.history.json", dump_json(info).encode())
+        self.storage.put(f"{history}{ref.name}-{stamp}.history.json", encode_json(info))
         checkpoint = checkpoint_bytes(ref, latest)
         self.storage.put(f"{history}{ref.name}-{stamp}.checkpoint.json", checkpoint)
         if self.keep_backups:
@@ -284,7 +284,7 @@ class DiyBackend:
             self._raise_if_locked(directory, own)
             content = {"pid": os.getpid(), "username": _username(),
                        "hostname": os.uname().nodename, "timestamp": now_rfc3339()}
-            self.storage.put(own, dump_json(content).encode())
+            self.storage.put(own, encode_json(content))
             try:
                 self._raise_if_locked(directory, own)
             except StackLocked:
@@ -329,7 +329,7 @@ FileBackend = DiyBackend
 
 def checkpoint_bytes(ref: StackRef, latest: dict[str, Any]) -> bytes:
     """A stack's checkpoint file, exactly as every driver stores it."""
-    return dump_json({"version": 3, "checkpoint": {"stack": ref.fqn, "latest": latest}}).encode()
+    return encode_json({"version": 3, "checkpoint": {"stack": ref.fqn, "latest": latest}})
 
 
 def _renamed_urns(text: str, old: StackRef, new: StackRef) -> str:
