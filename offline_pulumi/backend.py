@@ -182,16 +182,19 @@ class DiyBackend:
         latest: dict[str, Any] | None = (data.get("checkpoint") or {}).get("latest")
         return latest
 
-    def save_latest(self, ref: StackRef, latest: dict[str, Any]) -> None:
-        """Persist a new checkpoint, keeping the previous one as ``.bak``."""
-        self._write_checkpoint(ref, latest, backup=self.keep_backups)
+    def save_latest(self, ref: StackRef, latest: dict[str, Any],
+                    encoded: bytes | None = None) -> None:
+        """Persist a new checkpoint, keeping the previous one as ``.bak``; ``encoded``: its
+        ``checkpoint_bytes``, if the caller has them already."""
+        self._write_checkpoint(ref, latest, backup=self.keep_backups, encoded=encoded)
 
-    def _write_checkpoint(self, ref: StackRef, latest: dict[str, Any], backup: bool) -> None:
+    def _write_checkpoint(self, ref: StackRef, latest: dict[str, Any], backup: bool,
+                          encoded: bytes | None = None) -> None:
         key = self.checkpoint_key(ref)
         if backup:
             with suppress(BlobNotFound):
                 self.storage.copy(key, key + ".bak")
-        self.storage.put(key, checkpoint_bytes(ref, latest))
+        self.storage.put(key, encoded if encoded is not None else checkpoint_bytes(ref, latest))
 
     def list_stacks(self, project: str | None) -> list[StackRef]:
         """Stacks of one project (or all), sorted by name."""

@@ -14,7 +14,7 @@ from offline_pulumi.fileio import encode_json
 
 SIG = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
-_SIG_BYTES = SIG.encode()
+SIG_BYTES = SIG.encode()
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 MASK = "[secret]"
 
@@ -45,7 +45,7 @@ def contains_secret(value: Any) -> bool:
     # Whole snapshots are asked this after every step: the signature's absence from their JSON
     # (one fast encode and a byte search) answers most of them without a walk in Python.
     try:
-        if _SIG_BYTES not in encode_json(value):
+        if SIG_BYTES not in encode_json(value):
             return False
     except (TypeError, ValueError):
         pass  # not JSON: only the walk can tell

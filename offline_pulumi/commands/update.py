@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from offline_pulumi import values
 from offline_pulumi.args import Parsed
-from offline_pulumi.backend import StackRef
+from offline_pulumi.backend import StackRef, checkpoint_bytes
 from offline_pulumi.context import Context, environment_flags
 from offline_pulumi.errors import CLIError, UnsupportedError
 from offline_pulumi.manifest import manifest, stack_resource
@@ -223,19 +224,31 @@ class _Update:
 
     def _persist(self, resources: list[dict[str, Any]],
                  pending: list[dict[str, Any]]) -> None:
+        # Encoded once as it is: only a checkpoint that holds the secret signature at all is
+        # walked for secrets to encrypt, and encoded again (saves come after every step).
+        latest = self._latest(resources, pending, lambda part: part)
+        data = checkpoint_bytes(self.ref, latest)
+        if values.SIG_BYTES in data:
+            latest = self._latest(resources, pending, self._encode)
+            data = checkpoint_bytes(self.ref, latest)
+        self.backend.save_latest(self.ref, latest, data)
+        self.latest = latest
+
+    def _latest(self, resources: list[dict[str, Any]], pending: list[dict[str, Any]],
+                encode: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+                ) -> dict[str, Any]:
         latest = {**self.latest, "manifest": manifest(),
                   "secrets_providers": self.latest.get("secrets_providers") or
                   {"type": "passphrase", "state": {"salt": self.manager.salt_state}},
-                  "resources": self._encode(resources)}
+                  "resources": encode(resources)}
         latest.pop("pending_operations", None)
         if pending:
-            latest["pending_operations"] = [{**p, "resource": self._encode([p["resource"]])[0]}
+            latest["pending_operations"] = [{**p, "resource": encode([p["resource"]])[0]}
                                             for p in pending]
-        self.backend.save_latest(self.ref, latest)
-        self.latest = latest
+        return latest
 
     def _encode(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not values.contains_secret(resources):
+        if not values.occurs(resources, values.is_secret):
             return resources
         encoded: list[dict[str, Any]] = values.to_state(
             resources, lambda text: self.manager.crypter.encrypt(text))
