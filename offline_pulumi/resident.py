@@ -87,8 +87,6 @@ WARM_MODULES = (
     "subprocess",
     "tempfile",
 )
-# The generated modules of the engine's own gRPC services (``offline_pulumi.engine.protos``).
-WARM_PROTOS = ("events_pb2", "events_pb2_grpc")
 
 
 def main(argv: list[str]) -> None:
@@ -170,15 +168,11 @@ def _take_lock(path: str) -> int | None:
 def _warm_up() -> None:
     import gc
 
-    from offline_pulumi.engine import protos
-
     for name in WARM_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:
             continue
-    for name in WARM_PROTOS:
-        protos.module(name)
     # What is imported now stays: keeping it out of the collector's reach spares each forked
     # child the copy-on-write of every page a collection would touch.
     gc.collect()

@@ -7,12 +7,14 @@ passes ``tcp://127.0.0.1:PORT``. Either way each event is one JSON text.
 
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Any, Protocol
+from typing import Protocol
+
+from offline_pulumi.engine.grpc_stream import CallEnded, ClientStream
 
 GRPC_PREFIX = "tcp://"
-# How long the engine waits for the client to take the last events before it exits.
+EVENTS_METHOD = "/pulumirpc.Events/StreamEvents"
+# How long the engine waits for the client to take events (the last ones, or any while the
+# client's flow-control window is spent) before it gives up on the stream.
 CLOSE_TIMEOUT_SECONDS = 10.0
 
 
@@ -42,45 +44,48 @@ class FileSink:
 
 
 class GrpcSink:
-    """A client-streaming ``Events.StreamEvents`` call, fed from a queue by one thread."""
+    """The client side of ``pulumirpc.Events/StreamEvents``: one ``EventRequest`` per event.
+
+    A client that cannot be reached, stops reading or ends the call loses the events from then
+    on; the operation itself goes on, as with the real CLI.
+    """
 
     def __init__(self, address: str) -> None:
-        import grpc
-
-        from offline_pulumi.engine.protos import module
-
-        self._events_pb2 = module("events_pb2")
-        events_pb2_grpc = module("events_pb2_grpc")
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._channel = grpc.insecure_channel(address)
-        self._stub = events_pb2_grpc.EventsStub(self._channel)
+        host, _, port = address.rpartition(":")
         self.error: Exception | None = None
-        # A daemon thread: a client that stopped listening must not keep the CLI alive.
-        self._thread = threading.Thread(target=self._stream, daemon=True)
-        self._thread.start()
-
-    def _requests(self) -> Any:
-        while True:
-            text = self._queue.get()
-            if text is None:
-                return
-            yield self._events_pb2.EventRequest(event=text)
-
-    def _stream(self) -> None:
-        import grpc
-
+        self._call: ClientStream | None = None
         try:
-            self._stub.StreamEvents(self._requests(), wait_for_ready=True)
-        except grpc.RpcError as exc:
+            self._call = ClientStream(host.strip("[]"), int(port), EVENTS_METHOD,
+                                      CLOSE_TIMEOUT_SECONDS)
+        except (OSError, ValueError) as exc:
             self.error = exc
 
     def send(self, text: str) -> None:
-        self._queue.put(text)
+        if self._call is None:
+            return
+        try:
+            self._call.send(event_request(text))
+        except (OSError, CallEnded) as exc:  # TimeoutError is an OSError
+            self.error = exc
+            self._call.abort()
+            self._call = None
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(CLOSE_TIMEOUT_SECONDS)
-        self._channel.close()
+        if self._call is not None:
+            self._call.close(CLOSE_TIMEOUT_SECONDS)
+            self._call = None
+
+
+def event_request(text: str) -> bytes:
+    """A serialized ``pulumirpc.EventRequest``: its one field, ``string event = 1``."""
+    data = text.encode()
+    size = len(data)
+    length = bytearray()
+    while size >= 0x80:
+        length.append(size & 0x7F | 0x80)
+        size >>= 7
+    length.append(size)
+    return b"\x0a" + bytes(length) + data
 
 
 def open_sink(target: str | None) -> EventSink | None:
