@@ -166,6 +166,7 @@ class BurnWorkflow:
         stack = workflow.info().workflow_id
         burned: BurnOutput | None = None
         needs_teardown = True
+        dropped = False
         outcome = Outcome("succeeded")
         try:
             burned = await workflow.execute_activity(
@@ -181,22 +182,34 @@ class BurnWorkflow:
         except asyncio.CancelledError:
             outcome = Outcome("cancelled", "cancelled", "cancelled at the request timeout")
             raise
+        except GeneratorExit:
+            # The worker dropped this run from memory (it stops, or evicted it): nothing may
+            # be awaited now, and nothing is lost: the run goes on from its history wherever
+            # a worker picks it up again, teardown included.
+            dropped = True
+            raise
         finally:
-            if burned is not None and burned.torn_down:
-                deliveries = burned.deliveries
-                if deliveries is None:
-                    deliveries = await finish(FinishInput(order.operation, outcome))
-                teardown = TeardownOutput([], deliveries)
-            elif needs_teardown:
-                # Whatever step stopped has ended (or timed out): its lock is stale.
-                teardown = await shielded(_teardown(TeardownInput(
-                    stack, True, order.operation, outcome)), stack)
-            else:
-                teardown = TeardownOutput([], await finish(FinishInput(order.operation, outcome)))
-            await fan_out(teardown.deliveries)
+            if not dropped:
+                teardown = await _conclude(order, stack, burned, needs_teardown, outcome)
+                await fan_out(teardown.deliveries)
         assert burned is not None  # a failed burn re-raised above
         return BurnReport(order.kind, stack, burned.value, burned.extras,
                           burned.phases + teardown.phases)
+
+
+async def _conclude(order: BurnOrder, stack: str, burned: BurnOutput | None,
+                    needs_teardown: bool, outcome: Outcome) -> TeardownOutput:
+    """Tear down what the burn left standing and record its outcome; the webhook deliveries."""
+    if burned is not None and burned.torn_down:
+        deliveries = burned.deliveries
+        if deliveries is None:
+            deliveries = await finish(FinishInput(order.operation, outcome))
+        return TeardownOutput([], deliveries)
+    if needs_teardown:
+        # Whatever step stopped has ended (or timed out): its lock is stale.
+        return await shielded(_teardown(TeardownInput(stack, True, order.operation, outcome)),
+                              stack)
+    return TeardownOutput([], await finish(FinishInput(order.operation, outcome)))
 
 
 def _may_have_created(exc: ActivityError) -> bool:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import sys
 
 import falcon.testing
 import pytest
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
+from infra.kinds import parse_request
 from infra.orchestrator import WORKFLOW_RUNNER, WORKFLOWS
+from infra.service import Service
+from infra.settings import Settings
 from tests.api import checks
-from tests.api.support import burner_stacks
+from tests.api.support import burner_stacks, make_environ
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.slow
@@ -37,6 +42,23 @@ def test_an_answer_comes_from_the_local_activity_once_its_operation_is_closed_an
     assert result.json["stack"] not in burner_stacks(live_service.settings)
     wait_for(lambda: live_service.orchestrator.owner_status(result.json["stack"]) == "ended",
              timeout=10, what="the burn's workflow to complete")
+
+
+def test_a_service_stopped_right_after_an_answer_drops_the_still_open_workflow_quietly(
+        tmp_path, monkeypatch):
+    """The answer comes before the burn's workflow completes: the worker stops with that run in
+    memory, and drops it without running (or failing) any of its teardown code."""
+    unraisable: list[sys.UnraisableHookArgs] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    service = Service(Settings.from_environ(make_environ(tmp_path / "state")))
+    service.start()
+    try:
+        for _ in range(3):
+            assert service.burn(parse_request("uuid", {})).value
+    finally:
+        service.stop()
+    gc.collect()
+    assert [repr(item.exc_value) for item in unraisable] == []
 
 
 def test_id_with_bytes(live_client):
