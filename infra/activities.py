@@ -22,7 +22,7 @@ from infra.kinds import BurnerRequest
 from infra.records import Records
 from infra.stacks import event_recorder
 from infra.step_runner import Heartbeat, failure, heartbeats, running
-from infra.store import StoreError
+from infra.store import OperationRecord, StoreError
 from infra.workflows import (
     BURN,
     REAP_ORPHANS,
@@ -40,18 +40,25 @@ from infra.workflows import (
 
 logger = logging.getLogger(__name__)
 
+# What the API accepts queued and then hands to a stack's workflow (an expiry is the
+# workflow's own, and a burn starts running).
+HANDED_OVER_KINDS = ("create", "update", "destroy")
+
 
 class BurnerActivities:
     """The activities of one worker, around one ``Burner``.
 
     ``owner_status(stack)`` says whether the workflow that owns a stack is ``running``, has
-    ``ended``, or is ``none`` (the reaper asks).
+    ``ended``, or is ``none``; ``handed_over(operation)`` whether a persistent stack's
+    workflow has an operation the API accepted (the reaper asks both).
     """
 
-    def __init__(self, burner: Burner, owner_status: Callable[[str], str], records: Records,
+    def __init__(self, burner: Burner, owner_status: Callable[[str], str],
+                 handed_over: Callable[[OperationRecord], bool], records: Records,
                  local_results: LocalResults | None = None) -> None:
         self.burner = burner
         self.owner_status = owner_status
+        self.handed_over = handed_over
         self.records = records
         self.local_results = local_results
         self.settings = burner.settings
@@ -124,7 +131,8 @@ class BurnerActivities:
 
     @activity.defn(name=REAP_ORPHANS, no_thread_cancel_exception=True)
     def reap_orphans(self) -> list[str]:
-        """Tear down burner stacks older than the orphan age that no running workflow owns."""
+        """Tear down burner stacks older than the orphan age that no running workflow owns, and
+        fail the stack operations no workflow received."""
         reaped = []
         progress = Progress()
         with self._running(REAP_ORPHANS, "-"), self._heartbeats("-", progress):
@@ -142,10 +150,27 @@ class BurnerActivities:
                     self.metrics.reaped.inc()
         if reaped:
             logger.warning("reaper: destroyed and removed %s", ", ".join(reaped))
+        self._close_unhanded()
         purged = self.records.store.purge(time.time() - self.settings.event_retention)
         if purged:
             logger.info("reaper: forgot %d operations older than the event retention", purged)
         return reaped
+
+    def _close_unhanded(self) -> None:
+        """Fail the operations the API accepted and then stopped before handing to a workflow:
+        nothing would ever run them, and their stack would refuse every other operation."""
+        store = self.records.store
+        for record in store.queued_before(time.time() - self.settings.orphan_age):
+            if record.kind not in HANDED_OVER_KINDS or self.handed_over(record):
+                continue
+            logger.error("reaper: %s %s of %s never reached a workflow; failing it",
+                         record.kind, record.id, record.stack)
+            store.finish_operation(record.id, "failed", time.time(), "orchestration_unavailable",
+                                   "the API stopped before it handed the operation to a workflow")
+            if record.kind == "create":
+                store.delete_stack(record.stack)  # its workflow, which would create it, never ran
+            else:
+                store.update_stack(record.stack, status="ready")
 
     def _orphans(self) -> list[str]:
         """Burner stacks no running workflow owns, and old enough (or whose workflow ended)."""

@@ -56,7 +56,13 @@ from infra.handoff import LocalResults
 from infra.kinds import BurnerRequest
 from infra.records import Records
 from infra.stack_activities import StackActivities
-from infra.stack_workflow import OperationRequest, StackOrder, StackWorkflow, stack_workflow_id
+from infra.stack_workflow import (
+    SUBMIT_SIGNAL,
+    OperationRequest,
+    StackOrder,
+    StackWorkflow,
+    stack_workflow_id,
+)
 from infra.stacks import StackSteps
 from infra.store import OperationRecord
 from infra.workflows import BurnOrder, BurnReport, BurnWorkflow, DeliverWorkflow, ReapWorkflow
@@ -125,7 +131,7 @@ class Orchestrator:
         settings = self.settings
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.worker_concurrency, thread_name_prefix="activity")
-        burns = BurnerActivities(self.burner, self.owner_status, self.records,
+        burns = BurnerActivities(self.burner, self.owner_status, self.handed_over, self.records,
                                  self._local_results)
         stacks = StackActivities(StackSteps(self.burner), self.catalog, self.records)
         self._worker = Worker(
@@ -322,6 +328,38 @@ class Orchestrator:
                 return "none"
             raise
         return "running" if description.status == WorkflowExecutionStatus.RUNNING else "ended"
+
+    def handed_over(self, operation: OperationRecord) -> bool:
+        """Whether the workflow of the operation's persistent stack has it: it started with the
+        create, or received the update or destroy (from activity threads)."""
+        return self._call(self._handed_over(operation), 30)
+
+    async def _handed_over(self, operation: OperationRecord) -> bool:
+        client = self._require_client()
+        handle = client.get_workflow_handle(stack_workflow_id(operation.stack))
+        try:
+            description = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            return False
+        if operation.kind == "create":
+            return True  # a stack's workflow starts with its create, and runs until it is gone
+        # The workflow continues as new only with nothing queued: a request it holds came
+        # to this run.
+        async for event in handle.fetch_history_events():
+            if not event.HasField("workflow_execution_signaled_event_attributes"):
+                continue
+            signaled = event.workflow_execution_signaled_event_attributes
+            if signaled.signal_name != SUBMIT_SIGNAL:
+                continue
+            (request,) = await client.data_converter.decode(signaled.input.payloads,
+                                                             [OperationRequest])
+            if request.operation == operation.id:
+                return True
+        return False
 
     def readiness(self) -> dict[str, bool]:
         """Whether Temporal answers and some worker polls the task queue."""

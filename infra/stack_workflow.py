@@ -39,6 +39,10 @@ OPEN_OPERATION = "open_operation"
 ANNOUNCE = "announce"
 
 
+# The signal that hands the workflow an update or destroy the API accepted.
+SUBMIT_SIGNAL = "submit"
+
+
 def stack_workflow_id(stack: str) -> str:
     """The id of the workflow that owns persistent stack ``stack``."""
     return f"stack-{stack}"
@@ -134,7 +138,7 @@ class StackWorkflow:
         self._running: str | None = None
         self._task: asyncio.Future[Any] | None = None
 
-    @workflow.signal
+    @workflow.signal(name=SUBMIT_SIGNAL)
     def submit(self, request: OperationRequest) -> None:
         """Queue an update or destroy (the API allows one at a time per stack)."""
         self._queue.append(request)

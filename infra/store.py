@@ -312,6 +312,13 @@ class Store(abc.ABC):
             rows = tx.rows(f"{_OPERATION} WHERE stack = ? AND {_IS_ACTIVE}", (stack,))
         return _operation(rows[0]) if rows else None
 
+    def queued_before(self, cutoff: float) -> list[OperationRecord]:
+        """Operations accepted before ``cutoff`` (epoch seconds) and still queued, oldest first."""
+        with self._transaction(write=False) as tx:
+            rows = tx.rows(f"{_OPERATION} WHERE status = 'queued' AND created < ? "
+                           "ORDER BY created", (cutoff,))
+        return [_operation(row) for row in rows]
+
     def start_operation(self, id: str, now: float) -> bool:
         """Move a queued operation to running; False if it was not queued."""
         with self._transaction(write=True) as tx:

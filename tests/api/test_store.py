@@ -358,6 +358,16 @@ def test_operations_page_newest_first_with_an_opaque_cursor(store: Store) -> Non
     assert ([op.id for op in stack_ops], after) == (["op-s"], None)
 
 
+def test_operations_still_queued_from_before_a_time_come_oldest_first(store: Store) -> None:
+    store.record_operation(operation("op-new", "s-new", created=T0 + 100))
+    store.record_operation(operation("op-old", "s-old", created=T0 + 10))
+    store.record_operation(operation("op-older", "s-older", created=T0))
+    store.record_operation(operation("op-running", "s-run", status="running", created=T0))
+    store.record_operation(operation("op-done", "s-done", status="failed", created=T0))
+    assert [op.id for op in store.queued_before(T0 + 50)] == ["op-older", "op-old"]
+    assert store.queued_before(T0) == []
+
+
 def test_stacks_page_by_name_and_filter_by_program_and_status(store: Store) -> None:
     for n, name in enumerate(["delta", "alpha", "echo", "charlie", "bravo"]):
         create(store, name, f"op-{name}", "random" if n % 2 == 0 else "bucket")
