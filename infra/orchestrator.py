@@ -45,6 +45,7 @@ from infra import logs
 from infra.activities import BurnerActivities
 from infra.basic import STACK_PREFIX, Burner, BurnerResult, Phase, new_stack_name
 from infra.catalog import Catalog
+from infra.codec import PayloadKeyError, data_converter
 from infra.errors import (
     DeadlineError,
     EngineError,
@@ -113,8 +114,9 @@ class Orchestrator:
         deadline = time.monotonic() + CONNECT_SECONDS
         while True:
             try:
-                self._client = await Client.connect(self.address,
-                                                    namespace=self.settings.temporal_namespace)
+                self._client = await Client.connect(
+                    self.address, namespace=self.settings.temporal_namespace,
+                    data_converter=data_converter(self.burner.toolchain().passphrase))
                 break
             except RuntimeError as exc:  # the SDK's connection failure
                 if time.monotonic() > deadline:
@@ -264,10 +266,15 @@ class Orchestrator:
         phase = "provision"
         try:
             description = await asyncio.wait_for(handle.describe(), CANCEL_SECONDS)
+            converter = self._require_client().data_converter
             for pending in description.raw_description.pending_activities:
                 details = pending.heartbeat_details.payloads
                 if details:
-                    phase = details[0].data.decode().strip('"') or phase
+                    (phase_name,) = await converter.decode(details[:1], [str])
+                    phase = phase_name or phase
+        except (RPCError, TimeoutError, PayloadKeyError) as exc:
+            logger.error("could not read the phase at the deadline: %s", exc)
+        try:
             await asyncio.wait_for(handle.cancel(), CANCEL_SECONDS)
         except (RPCError, TimeoutError) as exc:
             logger.error("could not cancel at the deadline: %s", exc)

@@ -24,6 +24,11 @@ class Toolchain:
     venv: Path
     env_vars: dict[str, str]
 
+    @property
+    def passphrase(self) -> str:
+        """The secrets passphrase: of every stack's secrets, and of Temporal's payloads."""
+        return self.env_vars["PULUMI_CONFIG_PASSPHRASE"]
+
 
 def build_toolchain(settings: Settings, engine: Engine) -> Toolchain:
     """Check the state dir, fix the passphrase, build the program venv; raise InfraError if unusable."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import sys
 
 import falcon.testing
@@ -12,12 +13,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
+from infra.codec import data_converter
 from infra.kinds import parse_request
 from infra.orchestrator import WORKFLOW_RUNNER, WORKFLOWS
 from infra.service import Service
 from infra.settings import Settings
 from tests.api import checks
-from tests.api.support import burner_stacks, make_environ
+from tests.api.support import PASSPHRASE, burner_stacks, make_environ
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.slow
@@ -120,10 +122,11 @@ def _finished(live_client, operation: str) -> dict:
 
 
 async def _replay_finished_workflows(address: str, namespace: str) -> list[str]:
-    """Replay the history of every finished workflow with the worker's own workflow code and
-    runner; the Replayer raises on any nondeterminism."""
+    """Replay the history of every finished workflow with the worker's own workflow code,
+    runner and payload codec; the Replayer raises on any nondeterminism."""
     client = await Client.connect(address, namespace=namespace)
-    replayer = Replayer(workflows=list(WORKFLOWS), workflow_runner=WORKFLOW_RUNNER)
+    replayer = Replayer(workflows=list(WORKFLOWS), workflow_runner=WORKFLOW_RUNNER,
+                        data_converter=data_converter(PASSPHRASE))
     replayed = []
     async for execution in client.list_workflows('ExecutionStatus != "Running"'):
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
@@ -152,3 +155,28 @@ def test_every_finished_workflow_replays_with_the_same_decisions(live_service):
         live_service.orchestrator.address, live_service.settings.temporal_namespace))
 
     assert {"Burn", "Stack"} <= set(replayed)
+
+
+async def _history_bytes(address: str, namespace: str, workflow_id: str) -> bytes:
+    """Every event of the workflow's history as Temporal stores it (read without the codec)."""
+    client = await Client.connect(address, namespace=namespace)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return b"".join(event.SerializeToString() for event in history.events)
+
+
+def test_temporal_keeps_no_secret_of_a_stack_only_ciphertext(live_service):
+    live_client = falcon.testing.TestClient(live_service.app())
+    secret = "s3cret-" + os.urandom(6).hex()
+    created = live_client.simulate_post("/stacks", json={
+        "program": "sandbox", "config": {"owner": "ann", "access_key": secret}})
+    assert created.status_code == 202, created.text
+    stack = created.json["stack"]
+    assert _finished(live_client, created.json["operation"]["id"])["status"] == "succeeded"
+
+    stored = asyncio.run(_history_bytes(live_service.orchestrator.address,
+                                        live_service.settings.temporal_namespace,
+                                        f"stack-{stack}"))
+    assert b"ann" not in stored and secret.encode() not in stored
+    assert b"binary/encrypted" in stored  # the inputs are there, sealed
+    deleted = live_client.simulate_delete(f"/stacks/{stack}")
+    assert _finished(live_client, deleted.json["operation"]["id"])["status"] == "succeeded"
