@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import inspect
 import logging
 import os
 import queue
 import runpy
-import socket
 import struct
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,9 +23,9 @@ from typing import Any
 
 # Exit code telling the engine the error was already reported (the real language host's rule).
 BAIL = 32
-# The engine's stream of debug lines (``offline_pulumi.engine.monitor``; this script imports
-# nothing from ``offline_pulumi``).
-LOG_STREAM = "offline_pulumi.DebugLogs/Stream"
+# The engine's method for batches of debug lines (``offline_pulumi.engine.monitor``; this
+# script imports nothing from ``offline_pulumi``).
+LOG_BATCH = "offline_pulumi.DebugLogs/Batch"
 # How long the exit waits for the engine to take the last debug lines.
 CLOSE_SECONDS = 10.0
 
@@ -53,22 +52,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 class DebugLogStream:
-    """The SDK's engine client, except that debug lines go down one stream to the engine.
+    """The SDK's engine client, except that debug lines go to the engine in batches.
 
     The SDK logs several debug lines per resource, each a blocking ``Log`` call: the program
-    stalled while the engine was busy, and each call cost both processes far more than its
-    line. Here a debug line is queued and a thread streams the queue to the engine's
-    ``offline_pulumi.DebugLogs/Stream`` (``engine/monitor.py``), in order, each message
-    carrying every line waiting by then. Other severities stay blocking calls: a warning or an
-    error reaches the engine before the program goes on.
+    stalled while the engine was busy. Here a debug line is queued and a thread sends the
+    queue to the engine (``engine/monitor.py``), in order, each call carrying every line
+    waiting by then. Other severities stay blocking calls: a warning or an error reaches the
+    engine before the program goes on.
     """
 
-    def __init__(self, address: str) -> None:
-        import grpc
+    def __init__(self, channel: Any) -> None:
         from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
-        self._channel = grpc.insecure_channel(address)
-        self._engine = engine_pb2_grpc.EngineStub(self._channel)
+        self._engine = engine_pb2_grpc.EngineStub(channel)
+        self._send_batch = channel.unary_unary(f"/{LOG_BATCH}", request_serializer=_framed)
         self._debug = engine_pb2.DEBUG
         self._lines: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._sender: threading.Thread | None = None
@@ -87,10 +84,9 @@ class DebugLogStream:
         return getattr(self._engine, name)
 
     def _send(self) -> None:
-        stream = self._channel.stream_unary(f"/{LOG_STREAM}", request_serializer=_framed,
-                                            response_deserializer=None)
         try:
-            stream(_batches(self._lines))
+            for batch in _batches(self._lines):
+                self._send_batch(batch)
         except Exception as exc:  # the engine is gone: it reports that itself
             self.error = exc
             while self._lines.get() is not None:
@@ -134,34 +130,39 @@ def _framed(batch: list[Any]) -> bytes:
     return b"".join(parts)
 
 
+def load_wire() -> Any:
+    """The engine's wire module (``wire.py`` beside this script), under a name no program
+    can shadow or be shadowed by."""
+    name = "_offline_pulumi_wire"
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wire.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def configure(args: argparse.Namespace) -> None:
-    """Hand config and the engine addresses to the Pulumi runtime."""
+    """Hand config and the engine's services, on the wire, to the Pulumi runtime."""
     import pulumi.runtime
     from pulumi.runtime import config as runtime_config
+    from pulumi.runtime.proto import resource_pb2_grpc
 
     pulumi.runtime.set_all_config(runtime_config.get_config_env(),
                                   runtime_config.get_config_secret_keys_env())
-    engine = DebugLogStream(args.engine) if args.engine else None
-    settings = dict(monitor=args.monitor, engine=engine, project=args.project,
-                    stack=args.stack, parallel=int(args.parallel),
+    wire = load_wire()
+    channel = wire.Channel(args.monitor)
+    engine = DebugLogStream(wire.Channel(args.engine) if args.engine != args.monitor
+                            else channel) if args.engine else None
+    settings = dict(monitor=resource_pb2_grpc.ResourceMonitorStub(channel), engine=engine,
+                    project=args.project, stack=args.stack, parallel=int(args.parallel),
                     dry_run=args.dry_run == "true", organization=args.organization,
                     root_directory=args.root_directory or None)
     accepted = inspect.signature(pulumi.runtime.Settings).parameters
     pulumi.runtime.configure(pulumi.runtime.Settings(
         **{k: v for k, v in settings.items() if k in accepted}))
-
-
-def wait_for(address: str, timeout: float = 60.0) -> bool:
-    """Wait until the engine's monitor accepts connections (it starts alongside us)."""
-    host, _, port = address.rpartition(":")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.005)
-    return False
 
 
 def user_frames(exc: BaseException) -> str:
@@ -198,9 +199,6 @@ def main(argv: list[str]) -> int:
                          "pip install pulumi in the program's virtualenv?\n")
         return 1
     args = parse_args(argv)
-    if not wait_for(args.monitor):
-        sys.stderr.write(f"the engine's resource monitor at {args.monitor} never came up\n")
-        return 1
     configure(args)
     program = args.PROGRAM
     sys.argv = [program, *args.ARGS]

@@ -60,6 +60,7 @@ def _warm_up() -> object:
         import language_exec
     finally:
         sys.path.remove(HERE)
+    language_exec.load_wire()
     return language_exec.main
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
 
-from offline_pulumi import values
+from offline_pulumi import values, wire
 from offline_pulumi.engine.deployment import Deployment
 from offline_pulumi.engine.events import EventStream
 from offline_pulumi.engine.protos import module
@@ -32,11 +32,10 @@ _SEVERITIES = {0: "debug", 1: "info", 2: "warning", 3: "error"}
 FEATURES = {"secrets": resource_pb2.RESOURCE_MONITOR_FEATURE_SECRETS,
             "resourceReferences": resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES,
             "transforms": resource_pb2.RESOURCE_MONITOR_FEATURE_TRANSFORMS}
-# Our exec script (``language_exec.py``) sends the SDK's debug lines down this one stream of
-# batches of serialized LogRequests: a unary Log call per line costs both processes far more
-# than the line.
-LOG_STREAM_SERVICE = "offline_pulumi.DebugLogs"
-LOG_STREAM_METHOD = "Stream"
+# Our exec script (``language_exec.py``) sends the SDK's debug lines in batches of serialized
+# LogRequests from a thread of its own: a blocking Log call per line stalled the program.
+LOG_SERVICE = "offline_pulumi.DebugLogs"
+LOG_METHOD = "Batch"
 # A batch's framing: each serialized LogRequest comes after its length.
 _LENGTH = struct.Struct(">I")
 # After a failed step the program sees the monitor go away, as with the real engine.
@@ -148,19 +147,18 @@ class Engine(_EngineServicer):
                                    ephemeral=request.ephemeral)
         return empty_pb2.Empty()
 
-    def log_stream(self, batches: Iterator[bytes], context: Any) -> bytes:
-        """Every LogRequest of the stream, in order, as if each came by ``Log``.
+    def log_batch(self, batch: bytes, context: Any) -> bytes:
+        """Every LogRequest of a batch, in order, as if each came by ``Log``.
 
-        A message is a batch: serialized LogRequests, each after its length (4 bytes,
-        big-endian), as ``language_exec`` frames them.
+        A batch is serialized LogRequests, each after its length (4 bytes, big-endian), as
+        ``language_exec`` frames them.
         """
-        for batch in batches:
-            at = 0
-            while at < len(batch):
-                (size,) = _LENGTH.unpack_from(batch, at)
-                at += _LENGTH.size
-                self.Log(engine_pb2.LogRequest.FromString(batch[at:at + size]), context)
-                at += size
+        at = 0
+        while at < len(batch):
+            (size,) = _LENGTH.unpack_from(batch, at)
+            at += _LENGTH.size
+            self.Log(engine_pb2.LogRequest.FromString(batch[at:at + size]), context)
+            at += size
         return b""
 
     def GetRootResource(self, request: Any, context: Any) -> Any:
@@ -175,22 +173,47 @@ class Engine(_EngineServicer):
         return engine_pb2.RequirePulumiVersionResponse()
 
 
-def serve(deployment: Deployment, events: EventStream,
-          info: Any, workers: int,
-          port: int = 0) -> tuple[grpc.Server, str, futures.ThreadPoolExecutor]:
-    """Start both services on one loopback port; return the server, its address and its
-    worker threads (to shut down after the server: a command child may serve again)."""
-    workers_pool = futures.ThreadPoolExecutor(max_workers=workers)
-    server = grpc.server(workers_pool,
-                         options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
+class Served:
+    """The monitor's server for one program run."""
+
+    def __init__(self, address: str, stop: Callable[[], None]) -> None:
+        self.address = address
+        self.stop = stop
+
+
+def _add_services(server: Any, deployment: Deployment, events: EventStream, info: Any) -> Engine:
     resource_pb2_grpc.add_ResourceMonitorServicer_to_server(
         ResourceMonitor(deployment, info), server)
     engine = Engine(events, deployment)
     engine_pb2_grpc.add_EngineServicer_to_server(engine, server)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(LOG_STREAM_SERVICE, {
-        LOG_STREAM_METHOD: grpc.stream_unary_rpc_method_handler(engine.log_stream)}),))
+    return engine
+
+
+def serve_wire(deployment: Deployment, events: EventStream, info: Any, workers: int) -> Served:
+    """Serve both services, and the debug-line batches, to our exec script on the wire."""
+    registry = wire.Registry()
+    engine = _add_services(registry, deployment, events, info)
+    registry.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(LOG_SERVICE, {
+        LOG_METHOD: grpc.unary_unary_rpc_method_handler(engine.log_batch)}),))
+    server = wire.Server(registry, workers)
+    return Served(server.address, server.stop)
+
+
+def serve_grpc(deployment: Deployment, events: EventStream, info: Any, workers: int,
+               port: int = 0) -> Served:
+    """Serve both services by gRPC on one loopback port (for inline programs)."""
+    workers_pool = futures.ThreadPoolExecutor(max_workers=workers)
+    server = grpc.server(workers_pool,
+                         options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
+    _add_services(server, deployment, events, info)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     if not bound:
         raise CLIError(f"could not listen on 127.0.0.1:{port} for the program")
     server.start()
-    return server, f"127.0.0.1:{bound}", workers_pool
+
+    def stop() -> None:
+        # A short grace lets the program close its channels before the port goes away; the
+        # workers go after the server (a command child may serve again).
+        server.stop(grace=0.2).wait()
+        workers_pool.shutdown(wait=True)
+    return Served(f"127.0.0.1:{bound}", stop)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
-from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offline_pulumi.args import Parsed
 from offline_pulumi.engine.deployment import Deployment
 from offline_pulumi.engine.events import EventStream
 from offline_pulumi.engine.program import InlineProgram, LocalProgram, ProgramRun
 from offline_pulumi.project import Project
+
+if TYPE_CHECKING:
+    from offline_pulumi.engine.monitor import Served
 
 CANCELLED = "update canceled: the engine was interrupted"
 
@@ -33,24 +34,21 @@ def run_program(project: Project, stack: str, deployment: Deployment, events: Ev
     """Run the program to completion; return an error message, or None if it succeeded."""
     parallel = parallelism(parsed)
     client = parsed.value("client")
-    port = 0 if client else free_port()
-    address = f"127.0.0.1:{port}"
-    run = ProgramRun(project=project, stack=stack, monitor=address,
+    # Inline programs reach the engine by gRPC; our exec script on the wire, which listens
+    # before the program starts.
+    served = _serve(project, stack, deployment, events, config, secret_keys, parallel,
+                    inline=bool(client))
+    run = ProgramRun(project=project, stack=stack, monitor=served.address,
                      dry_run=deployment.dry_run, parallel=parallel, config=config,
                      secret_keys=secret_keys)
     program: LocalProgram | InlineProgram = (
-        InlineProgram(run, address, client) if client else LocalProgram(run, address, events))
-    # The program imports the Pulumi SDK while we import gRPC and start the monitor: it waits
-    # for the port to accept connections before it talks to us.
-    program.start()
+        InlineProgram(run, served.address, client) if client
+        else LocalProgram(run, served.address, events))
     try:
-        server, address, workers = _serve(project, stack, deployment, events, config,
-                                          secret_keys, parallel, port)
+        program.start()
     except BaseException:
-        program.interrupt()
+        served.stop()
         raise
-    if client:
-        program = InlineProgram(replace(run, monitor=address), address, client)
     cancelled = threading.Event()
 
     def stop(signum: int, frame: Any) -> None:
@@ -65,9 +63,7 @@ def run_program(project: Project, stack: str, deployment: Deployment, events: Ev
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        # A short grace lets the program close its channels before the port goes away.
-        server.stop(grace=0.2).wait()
-        workers.shutdown(wait=True)
+        served.stop()
     if cancelled.is_set():
         return CANCELLED
     if error == "" and deployment.failure is None:
@@ -75,21 +71,16 @@ def run_program(project: Project, stack: str, deployment: Deployment, events: Ev
     return error or None
 
 
-def free_port() -> int:
-    """A loopback port that is free now (the monitor binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _serve(project: Project, stack: str, deployment: Deployment, events: EventStream,
            config: dict[str, str], secret_keys: list[str], parallel: int,
-           port: int) -> tuple[Any, str, Any]:
-    from offline_pulumi.engine.monitor import FEATURES, resource_pb2, serve
+           inline: bool) -> Served:
+    from offline_pulumi.engine.monitor import FEATURES, resource_pb2, serve_grpc, serve_wire
 
     info = resource_pb2.DeploymentInfo(
         project=project.name, stack=stack, organization="organization", config=config,
         configSecretKeys=secret_keys, dryRun=deployment.dry_run, parallel=parallel,
         supportedFeatures=sorted(FEATURES.values()))
-    return serve(deployment, events, info, workers=max(parallel, 4) + 4, port=port)
+    workers = max(parallel, 4) + 4
+    if inline:
+        return serve_grpc(deployment, events, info, workers)
+    return serve_wire(deployment, events, info, workers)

@@ -229,9 +229,11 @@ def test_sigint_to_the_launcher_cancels_a_running_up(engine: Engine, hosts: Path
     # The command runs in the resident's child, and the program under it is sleeping.
     assert psutil.Process(command_pid).ppid() == resident_process.pid
     wait_for(lambda: psutil.Process(command_pid).children(), what="the program process")
-    # The update handles SIGINT as a cancel once its resource monitor listens.
-    wait_for(lambda: [c for c in psutil.Process(command_pid).net_connections("tcp")
-                      if c.status == psutil.CONN_LISTEN], what="the resource monitor")
+    # The update handles SIGINT as a cancel once the program is under way: the program has
+    # connected to the engine's wire (its listener and the accepted connection share a path).
+    wait_for(lambda: len([c for c in psutil.Process(command_pid).net_connections("unix")
+                          if "/offline-pulumi-wire-" in c.laddr]) >= 2,
+             what="the program's connection to the engine")
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
