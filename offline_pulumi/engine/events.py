@@ -9,6 +9,7 @@ import time
 from typing import IO, Any
 
 from offline_pulumi import values
+from offline_pulumi.fileio import dump_json
 
 RESET = "<{%reset%}>"
 _SYMBOLS = {"create": "+ ", "update": "~ ", "delete": "- ", "replace": "+-",
@@ -45,7 +46,7 @@ class EventStream:
             if self._sink is not None:
                 event = {"sequence": self._sequence, "timestamp": int(time.time()),
                          kind: payload}
-                self._sink.send(json.dumps(event, ensure_ascii=False))
+                self._sink.send(dump_json(event))
             self._sequence += 1
 
     def close(self) -> None:
