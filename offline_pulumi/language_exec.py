@@ -198,6 +198,10 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("It looks like the Pulumi SDK has not been installed. Have you run "
                          "pip install pulumi in the program's virtualenv?\n")
         return 1
+    if sys.pycache_prefix is None:
+        # Outside a program host (which caches bytecode privately) nothing is written beside
+        # the program's sources.
+        sys.dont_write_bytecode = True
     args = parse_args(argv)
     configure(args)
     program = args.PROGRAM

@@ -20,9 +20,13 @@ pytestmark = pytest.mark.slow
 
 def test_without_the_option_the_engine_starts_the_program_itself(engine: Engine, monkeypatch):
     monkeypatch.delenv("OFFLINE_PULUMI_PROGRAM_HOST", raising=False)
-    outputs = plain_outputs(engine.stack("parent").up().outputs)
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    stack = engine.stack("parent")
+    outputs = plain_outputs(stack.up().outputs)
     assert "bin/pulumi" in outputs["parent"]
     assert " up " in outputs["parent"]
+    # Nothing is written beside the program's sources.
+    assert not (Path(stack.workspace.work_dir) / "__pycache__").exists()
 
 
 @pytest.fixture
@@ -37,6 +41,7 @@ def test_host_runs_later_programs_with_the_same_results(engine: Engine, monkeypa
     monkeypatch.setenv("OFFLINE_PULUMI_PROGRAM_HOST", "1")
     monkeypatch.setenv("OFFLINE_PULUMI_PROGRAM_HOST_IDLE", "20")
     monkeypatch.setenv("TMPDIR", str(short_tmp))  # a host of this test's own
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
     stack = engine.stack("parent")
     first = stack.up()
     assert first.summary.resource_changes == {"create": 2}
@@ -46,6 +51,11 @@ def test_host_runs_later_programs_with_the_same_results(engine: Engine, monkeypa
     assert second.summary.resource_changes == {"same": 2}
     assert plain_outputs(second.outputs)["suffix"] == plain_outputs(first.outputs)["suffix"]
     assert "program_host.py" in plain_outputs(second.outputs)["parent"]
+    # The program's bytecode is cached in the host's private directory, not beside its
+    # sources (where Python writes it unless told not to).
+    work_dir = Path(stack.workspace.work_dir)
+    assert not (work_dir / "__pycache__").exists()
+    assert list(short_tmp.glob(f"offline-pulumi-hosts-*/bytecode{work_dir}/__main__.*.pyc"))
     stack.destroy()
     assert stack.outputs() == {}
 
