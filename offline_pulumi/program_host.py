@@ -79,18 +79,28 @@ def _read_sources() -> None:
                 linecache.getlines(source)
 
 
-def _die_with_engine(conn: socket.socket) -> None:
-    """End this child if its engine goes away (the engine sends nothing, so EOF means gone)."""
-    with contextlib.suppress(OSError):
-        conn.recv(1)
-    os.kill(os.getpid(), signal.SIGKILL)
+def _killed_with_engine(conn: socket.socket, armed: bool) -> None:
+    """While ``armed``, the kernel SIGKILLs this child as soon as its engine's socket reaches
+    EOF (the engine sends nothing, so EOF means gone); no thread waits for it."""
+    import fcntl
+
+    fd = conn.fileno()
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if not armed:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_ASYNC)
+        return
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_ASYNC)
+    # An EOF that came before the socket was armed raised no signal.
+    with contextlib.suppress(BlockingIOError):
+        if conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _child(conn: socket.socket, fds: list[int], request: dict, run: object) -> None:
     """In the forked child: become the program process and report its exit code."""
-    import threading
-
-    threading.Thread(target=_die_with_engine, args=(conn,), daemon=True).start()
+    _killed_with_engine(conn, True)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.setpgid(0, 0)
@@ -109,6 +119,8 @@ def _child(conn: socket.socket, fds: list[int], request: dict, run: object) -> N
         sys.stdout.flush()
         sys.stderr.flush()
         try:
+            # Disarmed first: the engine closes its end once it has the code.
+            _killed_with_engine(conn, False)
             conn.sendall(f"{code}\n".encode())
         finally:
             os._exit(code)

@@ -22,6 +22,7 @@ running finish on their own.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import os
 import select
@@ -411,9 +412,7 @@ def _run_child(conn: socket.socket, fds: list[int], request: Request, keys_write
 
     crypto.report_keys_to(keys_write)
     conn.sendall(b"%d\n" % os.getpid())
-    finished = threading.Event()
-    watcher = threading.Thread(target=_die_with_launcher, args=(conn, finished), daemon=True)
-    watcher.start()
+    _killed_with_launcher(conn, True)
     code = 1
     try:
         code = main(request.argv)
@@ -429,25 +428,32 @@ def _run_child(conn: socket.socket, fds: list[int], request: Request, keys_write
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-        finished.set()
         with contextlib.suppress(OSError):
+            # Disarmed first: the launcher closes its end once it has the code.
+            _killed_with_launcher(conn, False)
             conn.sendall(b"%d\n" % code)
-            # Wakes the watcher, which now just ends; the launcher still reads the code.
             conn.shutdown(socket.SHUT_RDWR)
-        watcher.join(1.0)
         conn.close()
     return code
 
 
-def _die_with_launcher(conn: socket.socket, finished: threading.Event) -> None:
-    """Kill this command and its process group when its launcher is killed (EOF on the socket
-    before the command finished).
+def _killed_with_launcher(conn: socket.socket, armed: bool) -> None:
+    """While ``armed``, the kernel SIGKILLs this command's process group as soon as its
+    launcher's socket reaches EOF (the launcher sends nothing after its request).
 
     A launcher that is only interrupted forwards the signal and waits; one that disappears
     was SIGKILLed, which would have killed the command had it run in the launcher itself.
+    The kernel watches the socket (``O_ASYNC`` with ``F_SETSIG``): no thread waits for it.
     """
-    with contextlib.suppress(OSError):
-        while conn.recv(1):
-            continue
-    if not finished.is_set():
-        os.killpg(0, signal.SIGKILL)
+    fd = conn.fileno()
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if not armed:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_ASYNC)
+        return
+    fcntl.fcntl(fd, fcntl.F_SETOWN, -os.getpgid(0))
+    fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_ASYNC)
+    # An EOF that came before the socket was armed raised no signal.
+    with contextlib.suppress(BlockingIOError):
+        if conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+            os.killpg(0, signal.SIGKILL)

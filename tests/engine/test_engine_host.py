@@ -92,6 +92,10 @@ def test_a_hosted_program_ends_when_its_engine_is_killed(engine: Engine, monkeyp
     [lock] = wait_for(lambda: engine.locks(stack), what="the update's lock file")
     engine_pid = engine.lock_info(lock)["pid"]
     [program] = wait_for(lambda: host.children(), what="the hosted program")
+    # Under way (connected to the engine's wire, so sleeping in its body) when the engine dies.
+    wait_for(lambda: len([c for c in psutil.Process(engine_pid).net_connections("unix")
+                          if "/offline-pulumi-wire-" in c.laddr]) >= 2,
+             what="the program's connection to the engine")
     os.kill(engine_pid, signal.SIGKILL)
     thread.join(30)
     assert failures, "the killed update should fail"

@@ -246,6 +246,26 @@ def test_sigint_to_the_launcher_cancels_a_running_up(engine: Engine, hosts: Path
     assert not psutil.pid_exists(command_pid) or psutil.Process(command_pid).status() == "zombie"
 
 
+def test_a_command_dies_with_its_killed_launcher(engine: Engine, hosts: Path) -> None:
+    stack = engine.stack("basic")
+    stack.up()
+    stack.set_config("sleep", auto.ConfigValue("60"))
+    resident(hosts)
+    proc = subprocess.Popen(
+        [str(launcher(engine)), "up", "--yes", "--skip-preview", "--stack", stack.name],
+        cwd=Path(stack.workspace.work_dir), env={**os.environ, **engine.env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    [lock] = wait_for(lambda: engine.locks(stack), what="the update's lock file")
+    command = psutil.Process(engine.lock_info(lock)["pid"])
+    [program] = wait_for(lambda: command.children(), what="the program process")
+    proc.kill()
+    proc.wait(10)
+    # As if the command had run in the launcher: it and its program go at once, not after
+    # the program's 60 s sleep.
+    gone, alive = psutil.wait_procs([command, program], timeout=10)
+    assert alive == []
+
+
 def test_a_killed_resident_is_replaced_and_no_command_fails(engine: Engine, hosts: Path) -> None:
     stack = engine.stack("basic", config={"sleep": "3"})
     first = resident(hosts)
