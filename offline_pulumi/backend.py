@@ -212,13 +212,10 @@ class DiyBackend:
         key = self.checkpoint_key(ref)
         if self.keep_backups:
             self.storage.copy(key, key + ".bak")
-        else:
-            self.storage.delete(key + ".bak")
-        self.storage.delete(key)
-        self.storage.delete(self.tags_key(ref))
         history = self.history_prefix(ref)
-        for entry in self.storage.list(history):
-            self.storage.delete(entry)
+        # One deletion: a database commits it once.
+        self.storage.delete(key, self.tags_key(ref), *self.storage.list(history),
+                            *(() if self.keep_backups else (key + ".bak",)))
         self.storage.remove_empty(history)
         # The lock held while removing is released after this; its empty directory is not.
         self._remove_empty_lock_dir = self.lock_prefix(ref)
@@ -321,8 +318,7 @@ class DiyBackend:
     def clear_locks(self, ref: StackRef) -> int:
         """Delete every lock file of the stack; return how many there were."""
         keys = [k for k in self.storage.list(self.lock_prefix(ref), "/") if k.endswith(".json")]
-        for key in keys:
-            self.storage.delete(key)
+        self.storage.delete(*keys)
         return len(keys)
 
 

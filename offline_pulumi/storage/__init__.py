@@ -39,8 +39,9 @@ class Storage(Protocol):
     def copy(self, src: str, dst: str) -> None:
         """Copy a blob; raise BlobNotFound if ``src`` does not exist."""
 
-    def delete(self, key: str) -> None:
-        """Delete a blob; a missing key is not an error."""
+    def delete(self, *keys: str) -> None:
+        """Delete blobs, in one transaction where the store has them; a missing key is not
+        an error."""
 
     def remove_empty(self, prefix: str) -> None:
         """Drop directories left empty under ``prefix`` (nothing to do without directories)."""

@@ -60,9 +60,10 @@ class FileStorage:
             raise BlobNotFound(src) from None
         os.replace(tmp, target)
 
-    def delete(self, key: str) -> None:
-        """Remove the file if it exists."""
-        self.path(key).unlink(missing_ok=True)
+    def delete(self, *keys: str) -> None:
+        """Remove the files that exist."""
+        for key in keys:
+            self.path(key).unlink(missing_ok=True)
 
     def remove_empty(self, prefix: str) -> None:
         """Remove the directory ``prefix`` names, and its subdirectories, if they are empty."""

@@ -158,9 +158,11 @@ class PostgresStorage:
         if rows[0][0] == 0:
             raise BlobNotFound(src)
 
-    def delete(self, key: str) -> None:
-        """Delete the row if there is one."""
-        self._query(f"DELETE FROM {self.table} WHERE key = %s", (self.prefix + key,))
+    def delete(self, *keys: str) -> None:
+        """Delete the rows there are, in one statement (each statement commits: a flush)."""
+        if keys:
+            self._query(f"DELETE FROM {self.table} WHERE key = ANY(%s)",
+                        ([self.prefix + key for key in keys],))
 
     def remove_empty(self, prefix: str) -> None:
         """Rows have no directories: nothing is left behind."""

@@ -124,9 +124,10 @@ class ProxiedStorage:
         """Copy the row inside the database."""
         self._call({"op": "copy", "src": src, "dst": dst})
 
-    def delete(self, key: str) -> None:
-        """Delete the row if there is one."""
-        self._call({"op": "delete", "key": key})
+    def delete(self, *keys: str) -> None:
+        """Delete the rows there are, in one call."""
+        if keys:
+            self._call({"op": "delete", "keys": list(keys)})
 
     def remove_empty(self, prefix: str) -> None:
         """Rows have no directories."""
@@ -218,7 +219,7 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         if op == "copy":
             return storage.copy(request["src"], request["dst"])
         if op == "delete":
-            return storage.delete(request["key"])
+            return storage.delete(*request["keys"])
         if op == "check":
             return storage.check()
         if op == "prefix":

@@ -147,3 +147,33 @@ def test_a_lock_row_written_as_the_cli_writes_it_stops_our_update_until_cancel(p
     stack.cancel()
     assert key not in rows(server, table)
     assert set(stack.up().summary.resource_changes or {}) == {"create"}
+
+
+def test_a_removed_stack_leaves_nothing_in_either_store(pair) -> None:
+    file_engine, pg_engine, _, _ = pair
+    for engine in (file_engine, pg_engine):
+        stack = engine.stack("basic")
+        stack.up()
+        stack.up()  # a second history entry
+        stack.destroy()
+        checkpoint = engine.checkpoint_key(stack)
+        history = f".pulumi/history/e2e-basic/{stack.name}/"
+        # Two updates and a destroy: each a record and a copy of its checkpoint.
+        assert len(engine.storage.list(history)) == 6
+        stack.workspace.remove_stack(stack.name)
+        # Its checkpoint and history are gone (a kept backup, .json.bak, is the CLI's too).
+        left = [key for key in engine.storage.list(".pulumi/stacks/") + engine.storage.list(
+            ".pulumi/history/") if stack.name in key and not key.endswith(".bak")]
+        assert left == []
+        assert checkpoint not in engine.storage.list(".pulumi/stacks/")
+
+
+def test_several_keys_are_deleted_in_one_call(pair) -> None:
+    file_engine, pg_engine, _, _ = pair
+    for storage in (file_engine.storage, pg_engine.storage):
+        for key in ("t/a", "t/b", "t/c"):
+            storage.put(key, b"x")
+        storage.delete("t/a", "t/b", "t/missing")
+        assert storage.list("t/") == ["t/c"]
+        storage.delete()  # nothing to delete is no error
+        assert storage.get("t/c") == b"x"
