@@ -96,6 +96,9 @@ def _stop_program_hosts(directory: Path) -> None:
     stopped = stop_hosts(directory)
     if stopped:
         logger.info("stopped %d engine helper(s)", stopped)
+    # The directory is this state dir's alone: the helpers' lock files and cached bytecode go
+    # with them (a helper still ending ignores a file it can no longer write).
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _offline_command(root: Path) -> auto.PulumiCommand:

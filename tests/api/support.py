@@ -98,12 +98,16 @@ def processes_of(state_dir: Path) -> list[str]:
     return found
 
 
-def assert_no_processes_left(state_dir: Path) -> None:
-    """Fail unless every process of the state dir's service is gone (program hosts take 1 s)."""
+def assert_nothing_left(state_dir: Path) -> None:
+    """Fail unless every process of the state dir's service is gone (program hosts take 1 s),
+    and the directory of its engine helpers with them."""
+    from infra.engine import program_host_dir
     from tests.harness import wait_for
 
     wait_for(lambda: processes_of(state_dir) == [], timeout=10,
              what=f"no process left: {processes_of(state_dir)}")
+    helpers = program_host_dir(Settings.from_environ({"INFRA_API_STATE_DIR": str(state_dir)}))
+    assert not helpers.exists(), sorted(p.name for p in helpers.iterdir())
 
 
 def concurrently(count: int, url: str) -> list[tuple[int, dict]]:

@@ -24,7 +24,7 @@ from tests.api.support import (
     HANG_PROGRAM,
     SHARED_VENV_DIR,
     SLOW_PROGRAM,
-    assert_no_processes_left,
+    assert_nothing_left,
     call,
     concurrently,
     create,
@@ -112,8 +112,8 @@ def test_two_hosts_serve_16_concurrent_requests_from_one_backend(
     assert burner_keys(postgres_server, "fleet_share") == CLEAN
     for host in ("a", "b"):  # the state dirs hold no stack: the backend is the table
         assert not list((tmp_path / host / "state").glob("backend/.pulumi/stacks/*/*.json"))
-    assert_no_processes_left(tmp_path / "a" / "state")
-    assert_no_processes_left(tmp_path / "b" / "state")
+    assert_nothing_left(tmp_path / "a" / "state")
+    assert_nothing_left(tmp_path / "b" / "state")
     wait_for(lambda: not processes_under(*host_tmp.values()), timeout=10,
              what="the hosts' state proxies to stop")
 
@@ -151,7 +151,7 @@ def test_host_a_dies_mid_up_and_host_b_destroys_and_removes_its_stack(
         stop_worker(worker_a)
         log_b = stop_worker(worker_b) if worker_b is not None else ""
     assert f"stack={body['stack']}]: activity teardown: succeeded" in log_b
-    assert_no_processes_left(tmp_path / "b" / "state")
+    assert_nothing_left(tmp_path / "b" / "state")
     wait_for(lambda: not processes_under(host_tmp["b"]), timeout=10,
              what="host B's state proxy to stop")
 

@@ -18,7 +18,7 @@ from tests.api.support import (
     GUNICORN,
     HANG_PROGRAM,
     PASSPHRASE,
-    assert_no_processes_left,
+    assert_nothing_left,
     concurrently,
     leftovers,
     make_environ,
@@ -108,7 +108,7 @@ def test_one_api_node_and_two_workers_share_the_work(tmp_path, temporal_address)
     assert sum(done) == 16 and all(done), done
     assert "activity burn" not in api_log  # the API node runs no activity
     assert leftovers(Settings.from_environ(environ)) == CLEAN
-    assert_no_processes_left(tmp_path / "state")
+    assert_nothing_left(tmp_path / "state")
 
 
 def test_kill_9_of_the_worker_running_up_then_the_other_worker_tears_down(tmp_path,
@@ -140,7 +140,7 @@ def test_kill_9_of_the_worker_running_up_then_the_other_worker_tears_down(tmp_pa
         logs = [stop_worker(worker) for worker in workers]
     survivor = logs[1] if busy is workers[0] else logs[0]
     assert f"stack={stack}]: activity teardown: succeeded" in survivor
-    assert_no_processes_left(tmp_path / "state")
+    assert_nothing_left(tmp_path / "state")
 
 
 def test_kill_9_of_the_whole_service_mid_up_then_a_restart_tears_down(server_environ, tmp_path):
@@ -210,7 +210,7 @@ def test_sigterm_finishes_in_flight_requests_then_stops_everything(server_enviro
     assert [status for status, _ in results] == [200, 200]
     assert leftovers(Settings.from_environ(server_environ)) == CLEAN
     assert "embedded Temporal: stopped" in server.output()
-    assert_no_processes_left(tmp_path / "state")
+    assert_nothing_left(tmp_path / "state")
 
 
 def test_token_readiness_metrics_openapi_and_json_logs_live(server_environ, tmp_path):

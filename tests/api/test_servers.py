@@ -14,7 +14,7 @@ import pytest
 
 from infra.devserver import SOCKET_TIMEOUT_SECONDS
 from tests.api import checks
-from tests.api.support import PYTHON, assert_no_processes_left, burner_stacks
+from tests.api.support import PYTHON, assert_nothing_left, burner_stacks
 from tests.harness import get_json, start_server, wait_for
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def test_ctrl_c_in_the_terminal_fails_no_in_flight_request(dev_server, server_en
         results = [future.result(timeout=120) for future in pending]
     assert [status for status, _ in results] == [200, 200], results
     assert dev_server.proc.wait(timeout=60) == 0
-    assert_no_processes_left(Path(server_environ["INFRA_API_STATE_DIR"]))
+    assert_nothing_left(Path(server_environ["INFRA_API_STATE_DIR"]))
 
 
 def test_an_idle_half_sent_request_does_not_hold_the_stop(dev_server):
@@ -140,7 +140,7 @@ def test_start_up_failures_are_one_line_errors(server_environ, setting, message)
     assert proc.returncode == 1
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert_no_processes_left(Path(server_environ["INFRA_API_STATE_DIR"]))
+    assert_nothing_left(Path(server_environ["INFRA_API_STATE_DIR"]))
 
 
 def test_a_busy_port_is_a_one_line_error(dev_server, server_environ, tmp_path):
@@ -149,4 +149,4 @@ def test_a_busy_port_is_a_one_line_error(dev_server, server_environ, tmp_path):
                           timeout=120, check=False)
     assert proc.returncode == 1
     assert "cannot listen on 127.0.0.1" in proc.stderr and "Traceback" not in proc.stderr
-    assert_no_processes_left(tmp_path / "other")
+    assert_nothing_left(tmp_path / "other")
