@@ -16,11 +16,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio import activity, workflow
-from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.server import tree_seconds
 from infra.embedded import EmbeddedTemporal
+from infra.orchestrator import connect
 
 TASK_QUEUE = "bench-floor"
 WARM_UP = 5
@@ -65,7 +65,7 @@ def measure_temporal_floor(runs: int, concurrency: int) -> TemporalFloor:
 
 
 async def _run(address: str, pid: int, runs: int, concurrency: int) -> float:
-    client = await Client.connect(address)
+    client = await connect(address)
 
     async def chain(first: int, count: int) -> None:
         for index in range(first, first + count):

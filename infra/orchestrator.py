@@ -82,6 +82,19 @@ WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
 WORKFLOWS = (BurnWorkflow, ReapWorkflow, StackWorkflow, DeliverWorkflow)
 
 
+async def connect(address: str, **options: Any) -> Client:
+    """A client of the cluster at ``address``, retrying for CONNECT_SECONDS while it starts (a
+    server that just opened its port may still answer that its frontend is not healthy)."""
+    deadline = time.monotonic() + CONNECT_SECONDS
+    while True:
+        try:
+            return await Client.connect(address, **options)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 class Orchestrator:
     """Starts burner workflows and waits for them; with ``run_worker``, also executes them."""
 
@@ -111,18 +124,12 @@ class Orchestrator:
         self._call(self._start(), CONNECT_SECONDS + 30)
 
     async def _start(self) -> None:
-        deadline = time.monotonic() + CONNECT_SECONDS
-        while True:
-            try:
-                self._client = await Client.connect(
-                    self.address, namespace=self.settings.temporal_namespace,
-                    data_converter=data_converter(self.burner.toolchain().passphrase))
-                break
-            except RuntimeError as exc:  # the SDK's connection failure
-                if time.monotonic() > deadline:
-                    raise OrchestrationError(f"cannot reach Temporal at {self.address}: {exc}"
-                                             ) from exc
-                await asyncio.sleep(0.5)
+        try:
+            self._client = await connect(
+                self.address, namespace=self.settings.temporal_namespace,
+                data_converter=data_converter(self.burner.toolchain().passphrase))
+        except RuntimeError as exc:  # the SDK's connection failure
+            raise OrchestrationError(f"cannot reach Temporal at {self.address}: {exc}") from exc
         logger.info("connected to Temporal at %s, namespace %s, task queue %s", self.address,
                     self.settings.temporal_namespace, self.settings.task_queue)
         if self.run_worker:
