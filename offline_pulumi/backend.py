@@ -110,10 +110,7 @@ class DiyBackend:
 
     def open(self) -> DiyBackend:
         """Create the store layout on first use."""
-        try:
-            self.storage.get(META)
-        except BlobNotFound:
-            self.storage.put(META, b"version: 1\n")
+        self.storage.ensure(META, b"version: 1\n")
         return self
 
     # -- keys --------------------------------------------------------------------------

@@ -32,6 +32,9 @@ class Storage(Protocol):
     def put(self, key: str, data: bytes) -> None:
         """Create or replace the blob, atomically."""
 
+    def ensure(self, key: str, data: bytes) -> None:
+        """Create the blob with ``data`` unless it exists (then it is left as it is)."""
+
     def list(self, prefix: str, delimiter: str | None = None) -> list[str]:
         """Sorted keys starting with ``prefix``; with a delimiter, deeper keys collapse to their
         directory (``prefix + name + delimiter``), as in a blob store's list call."""

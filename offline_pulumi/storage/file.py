@@ -36,6 +36,11 @@ class FileStorage:
             self._root_made = True
         write_atomic(self.path(key), data)
 
+    def ensure(self, key: str, data: bytes) -> None:
+        """Write the file unless it exists."""
+        if not self.path(key).exists():
+            self.put(key, data)
+
     def list(self, prefix: str, delimiter: str | None = None) -> list[str]:
         """Keys under ``prefix``; temp files of unfinished writes (dot files) are skipped."""
         directory = prefix.rpartition("/")[0]

@@ -131,6 +131,11 @@ class PostgresStorage:
                     "DO UPDATE SET data = EXCLUDED.data, updated_at = now()",
                     (self.prefix + key, encode_row(data)))
 
+    def ensure(self, key: str, data: bytes) -> None:
+        """Insert the row unless there is one (one statement)."""
+        self._query(f"INSERT INTO {self.table} (key, data) VALUES (%s, %s) "
+                    "ON CONFLICT (key) DO NOTHING", (self.prefix + key, encode_row(data)))
+
     def list(self, prefix: str, delimiter: str | None = None) -> list[str]:
         """Keys under ``prefix`` (a LIKE on the key index), the delimiter applied here."""
         full = self.prefix + prefix

@@ -115,6 +115,10 @@ class ProxiedStorage:
         """Insert or replace the row."""
         self._call({"op": "put", "key": key, "data": base64.b64encode(data).decode()})
 
+    def ensure(self, key: str, data: bytes) -> None:
+        """Insert the row unless there is one (the proxy does so once per key)."""
+        self._call({"op": "ensure", "key": key, "data": base64.b64encode(data).decode()})
+
     def list(self, prefix: str, delimiter: str | None = None) -> list[str]:
         """Keys under ``prefix``, the delimiter applied."""
         keys: list[str] = self._call({"op": "list", "prefix": prefix, "delimiter": delimiter})
@@ -201,6 +205,9 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         self.storage = PostgresStorage.from_url(url, max_connections=16)
         self.clients = 0
         self.last_used = time.monotonic()
+        # Keys made sure of: every command makes sure of the store's meta.yaml, and a row once
+        # there stays (nothing deletes it), so the database is asked once per proxy.
+        self.ensured: set[str] = set()
         tmp = path.with_name(f".{os.getpid()}.{path.name}")
         tmp.unlink(missing_ok=True)
         super().__init__(str(tmp), _Handler)
@@ -214,6 +221,11 @@ class _Server(socketserver.ThreadingUnixStreamServer):
             return base64.b64encode(storage.get(request["key"])).decode()
         if op == "put":
             return storage.put(request["key"], base64.b64decode(request["data"]))
+        if op == "ensure":
+            if request["key"] not in self.ensured:
+                storage.ensure(request["key"], base64.b64decode(request["data"]))
+                self.ensured.add(request["key"])
+            return None
         if op == "list":
             return storage.list(request["prefix"], request["delimiter"])
         if op == "copy":

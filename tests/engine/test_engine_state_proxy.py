@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 
 from offline_pulumi.storage import proxy
@@ -74,5 +75,34 @@ def test_a_replaced_proxy_serves_its_connected_engine_to_the_end(
         newer.close()
     finally:
         path.unlink(missing_ok=True)  # the newer proxy ends within a second
+        wait_for(lambda: not _proxies(path))
+        shutil.rmtree(hosts)
+
+
+def test_the_proxy_makes_sure_of_a_key_in_the_database_once(
+        postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every command makes sure the store's meta.yaml exists; after the first, the proxy
+    # answers without a statement (a row it made sure of is never deleted by an engine).
+    hosts = tempfile.mkdtemp(prefix="px-", dir="/tmp")
+    monkeypatch.setenv("OFFLINE_PULUMI_HOST_DIR", hosts)
+    table = f"proxy_{uuid.uuid4().hex[:12]}"
+    url = postgres_server.url(table=table)
+    path = proxy.socket_path(url)
+    assert path is not None
+    try:
+        _start_proxy(url)
+        first = wait_for(lambda: _connect(path))
+        first.ensure(".pulumi/meta.yaml", b"version: 1\n")
+        first.close()
+        with psycopg.connect(postgres_server.url()) as conn:
+            assert conn.execute(f"DELETE FROM {table}".encode()).rowcount == 1
+
+        second = wait_for(lambda: _connect(path))  # a later command
+        second.ensure(".pulumi/meta.yaml", b"version: 1\n")
+        with pytest.raises(KeyError):
+            second.get(".pulumi/meta.yaml")  # not asked again, so not written again
+        second.close()
+    finally:
+        path.unlink(missing_ok=True)
         wait_for(lambda: not _proxies(path))
         shutil.rmtree(hosts)

@@ -177,3 +177,13 @@ def test_several_keys_are_deleted_in_one_call(pair) -> None:
         assert storage.list("t/") == ["t/c"]
         storage.delete()  # nothing to delete is no error
         assert storage.get("t/c") == b"x"
+
+
+def test_ensure_writes_a_missing_blob_and_leaves_an_existing_one(pair) -> None:
+    file_engine, pg_engine, _, _ = pair
+    for storage in (file_engine.storage, pg_engine.storage):
+        storage.ensure("e/made", b"first")
+        storage.ensure("e/made", b"second")
+        storage.put("e/kept", b"written")
+        storage.ensure("e/kept", b"other")
+        assert (storage.get("e/made"), storage.get("e/kept")) == (b"first", b"written")
