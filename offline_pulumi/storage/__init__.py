@@ -33,7 +33,11 @@ class Storage(Protocol):
         """Create or replace the blob, atomically."""
 
     def ensure(self, key: str, data: bytes) -> None:
-        """Create the blob with ``data`` unless it exists (then it is left as it is)."""
+        """Create the blob with ``data`` unless it exists (then it is left as it is).
+
+        Only for blobs nobody deletes (the store's ``meta.yaml``): a store may remember the
+        keys it made sure of and not ask again.
+        """
 
     def list(self, prefix: str, delimiter: str | None = None) -> list[str]:
         """Sorted keys starting with ``prefix``; with a delimiter, deeper keys collapse to their
