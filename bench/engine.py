@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import statistics
 import subprocess
 import tempfile
 import time
@@ -12,7 +14,8 @@ from pulumi import automation as auto
 
 import offline_pulumi
 from bench.common import clean_environ, median, service_environ
-from infra.engine import select_engine
+from bench.server import helper_seconds
+from infra.engine import program_host_dir, select_engine
 from infra.settings import Settings
 from infra.toolchain import build_toolchain
 from offline_pulumi.engine.hosted import stop_hosts
@@ -34,11 +37,15 @@ class Floor:
 
 @dataclasses.dataclass(frozen=True)
 class Scaling:
-    """``up`` and ``destroy`` time of a program with ``resources`` random resources."""
+    """``up`` and ``destroy`` time of a program with ``resources`` random resources (medians,
+    ms), and the CPU of one ``up`` by process (means, ms)."""
 
     resources: int
     up_ms: float
     destroy_ms: float
+    program_cpu_ms: float  # the program run (forked by the warm program host)
+    engine_cpu_ms: float  # the engine's commands (forked by the resident engine)
+    client_cpu_ms: float  # the Automation API's process and the `pulumi` launchers it ran
 
 
 def measure_floor(venv: Path, runs: int) -> Floor:
@@ -131,11 +138,17 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
             stacks[size].destroy()
         ups: dict[int, list[float]] = {size: [] for size in sizes}
         destroys: dict[int, list[float]] = {size: [] for size in sizes}
+        cpu: dict[int, list[tuple[float, float, float]]] = {size: [] for size in sizes}
+        hosts = str(program_host_dir(settings))
         for _ in range(runs):
             for size, stack in stacks.items():
+                before = (*helper_seconds(hosts), _own_seconds())
                 started = time.perf_counter()
                 result = stack.up()
                 ups[size].append((time.perf_counter() - started) * 1000)
+                after = (*helper_seconds(hosts), _own_seconds())
+                commands, programs, own = (1000 * (a - b) for a, b in zip(after, before, strict=True))
+                cpu[size].append((programs, commands, own))
                 created = (result.summary.resource_changes or {}).get(auto.OpType.CREATE, 0)
                 if created != size + 1:  # plus the stack resource itself
                     raise RuntimeError(f"up of {size} resources created {created}")
@@ -145,7 +158,16 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
         for stack in stacks.values():
             stack.workspace.remove_stack(stack.name)
         engine.stop_helpers()
-    return tuple(Scaling(size, median(ups[size]), median(destroys[size])) for size in sizes)
+    # CPU as means: /proc counts it in 10 ms ticks, too coarse for a median of a few runs.
+    return tuple(Scaling(size, median(ups[size]), median(destroys[size]),
+                         *(statistics.fmean(run[i] for run in cpu[size]) for i in range(3)))
+                 for size in sizes)
+
+
+def _own_seconds() -> float:
+    """This process's CPU and that of the children it waited for (the launchers)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,12 +77,7 @@ class Gunicorn:
             parts[LAUNCHERS] += stats[pid].reaped
         parts[TEMPORAL] = sum(_tree_seconds(stats, pid) for pid in temporal)
         hosts = program_host_dir(Settings.from_environ(self.environ))
-        for top in helper_pids(str(hosts)):
-            programs = [pid for pid in _tree(stats, top) if b"program_host.py" in _cmdline(pid)
-                        and b"program_host.py" not in _cmdline(stats[pid].ppid)]
-            ran = sum(_tree_seconds(stats, pid) for pid in programs)
-            parts[PROGRAMS] += ran
-            parts[COMMANDS] += _tree_seconds(stats, top) - ran
+        parts[COMMANDS], parts[PROGRAMS] = helper_seconds(str(hosts), stats)
         return parts
 
 
@@ -135,6 +130,21 @@ def _cmdline(pid: int) -> bytes:
             return handle.read()
     except OSError:
         return b""
+
+
+def helper_seconds(host_dir: str, stats: dict[int, _Stat] | None = None
+                   ) -> tuple[float, float]:
+    """CPU of the offline engine's helpers of one host directory, split in two: (the resident
+    engine with the commands it ran, the program host with the program runs it forked)."""
+    stats = stats if stats is not None else _all_stats()
+    commands = programs = 0.0
+    for top in helper_pids(host_dir):
+        hosts = [pid for pid in _tree(stats, top) if b"program_host.py" in _cmdline(pid)
+                 and b"program_host.py" not in _cmdline(stats[pid].ppid)]
+        ran = sum(_tree_seconds(stats, pid) for pid in hosts)
+        programs += ran
+        commands += _tree_seconds(stats, top) - ran
+    return commands, programs
 
 
 def helper_pids(host_dir: str) -> list[int]:
