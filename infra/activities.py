@@ -88,6 +88,8 @@ class BurnerActivities:
                 burned = self.burner.burn(spec, progress)
             except InfraError as exc:
                 beat.raise_if_cancelled()
+                if self.local_results is not None:
+                    self.local_results.fail(item.stack, exc)
                 raise failure(exc, progress) from exc
             beat.raise_if_cancelled()
         deliveries = None

@@ -6,6 +6,9 @@ server, a new workflow task, the workflow's completion and the client's history 
 20 ms. When the activity ran in the process whose request waits for it (the usual case: the
 workflow starts eagerly on the local worker), it hands the report over directly; the workflow
 still completes on its own. A request whose burn ran elsewhere waits for the workflow's result.
+
+A failed burn hands over its error too: the request still waits for the workflow (which
+tears the stack down before it fails), but not for a teardown that cannot finish soon.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from infra.errors import InfraError
 from infra.workflows import BurnReport
 
 
@@ -37,12 +41,23 @@ class LocalResults:
 
     def deliver(self, report: BurnReport) -> None:
         """Give a finished burn's report to the request waiting for it, if it is in this process."""
+        self._settle(report.stack, report)
+
+    def fail(self, stack: str, error: InfraError) -> None:
+        """Give a failed burn's error to the request waiting for it, if it is in this process."""
+        self._settle(stack, error)
+
+    def _settle(self, stack: str, outcome: BurnReport | InfraError) -> None:
         with self._lock:
-            future = self._waiting.pop(report.stack, None)
+            future = self._waiting.pop(stack, None)
         if future is not None:
-            future.get_loop().call_soon_threadsafe(_settle, future, report)
+            future.get_loop().call_soon_threadsafe(_settle, future, outcome)
 
 
-def _settle(future: asyncio.Future[BurnReport], report: BurnReport) -> None:
-    if not future.done():  # the request may have given up meanwhile
-        future.set_result(report)
+def _settle(future: asyncio.Future[BurnReport], outcome: BurnReport | InfraError) -> None:
+    if future.done():  # the request may have given up meanwhile
+        return
+    if isinstance(outcome, InfraError):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

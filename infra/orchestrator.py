@@ -73,6 +73,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONNECT_SECONDS = 30.0
+# How long a request whose burn failed waits for the teardown before it answers anyway (a
+# teardown normally takes well under a second; one against a broken backend retries for long).
+TEARDOWN_GRACE_SECONDS = 5.0
 # Past the request deadline, how long the API waits for the cancel call and the phase lookup.
 CANCEL_SECONDS = 5.0
 # The workflow modules import only temporalio and the standard library, keep no state and do
@@ -252,15 +255,23 @@ class Orchestrator:
 
     async def _first_report(self, handle: WorkflowHandle[Any, BurnReport], stack: str
                             ) -> BurnReport:
-        """The burn's report from its activity, if that ran in this process, or else (and on
-        any failure) from the workflow's result."""
+        """The burn's report from its activity, if that ran in this process, or else from the
+        workflow's result. A failure is the workflow's, after its teardown, unless that
+        teardown takes longer than TEARDOWN_GRACE_SECONDS: then the activity's own error."""
         result = asyncio.ensure_future(handle.result())
         local = self._local_results.expect(stack)
         try:
             await asyncio.wait({result, local}, return_when=asyncio.FIRST_COMPLETED)
-            if local.done():
+            if local.done() and local.exception() is None:
                 logger.debug("answered from the burn activity in this process")
                 return local.result()
+            if not result.done():
+                await asyncio.wait({result}, timeout=TEARDOWN_GRACE_SECONDS)
+            if not result.done():
+                logger.warning("the teardown after the failed burn is not done after %g s; "
+                               "answering now, the workflow goes on tearing down",
+                               TEARDOWN_GRACE_SECONDS)
+                return local.result()  # raises the burn's error
             return await result
         finally:
             self._local_results.forget(stack)

@@ -7,15 +7,17 @@ import gc
 import logging
 import os
 import sys
+import time
 
 import falcon.testing
 import pytest
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
+import infra_api
 from infra.codec import data_converter
 from infra.kinds import parse_request
-from infra.orchestrator import WORKFLOW_RUNNER, WORKFLOWS
+from infra.orchestrator import WORKFLOW_RUNNER, WORKFLOWS, burn_operation_id
 from infra.service import Service
 from infra.settings import Settings
 from tests.api import checks
@@ -61,6 +63,38 @@ def test_a_service_stopped_right_after_an_answer_drops_the_still_open_workflow_q
         service.stop()
     gc.collect()
     assert [repr(item.exc_value) for item in unraisable] == []
+
+
+def test_a_burn_on_a_broken_backend_is_answered_before_its_teardown_can_finish(tmp_path):
+    """The burn fails at once and its teardown cannot succeed until the backend is back: the
+    request gets the burn's own error soon, not a timeout, and the teardown finishes later."""
+    settings = Settings.from_environ(make_environ(tmp_path / "state",
+                                                 INFRA_API_REQUEST_TIMEOUT="90"))
+    service = Service(settings)
+    service.start()
+    try:
+        client = falcon.testing.TestClient(infra_api.create_app(settings, operations=service))
+        assert client.simulate_get("/uuid").status_code == 200
+        backend, away = settings.backend_dir, tmp_path / "backend-away"
+        backend.rename(away)
+        backend.write_text("a file where the backend's directory should be")
+        asked = time.monotonic()
+        result = client.simulate_get("/uuid")
+        waited = time.monotonic() - asked
+
+        assert (result.status_code, result.json["code"]) == (502, "engine_error"), result.text
+        assert "create_stack" in result.json["description"]
+        assert waited < 45, f"answered after {waited:.0f} s of a 90 s request timeout"
+        stack = result.json["stack"]
+        backend.unlink()
+        away.rename(backend)
+        wait_for(lambda: service.orchestrator.owner_status(stack) == "ended", timeout=90,
+                 what="the failed burn's workflow to finish its teardown")
+        record = service.store.get_operation(burn_operation_id(stack))
+        assert record is not None and record.status == "failed"
+        assert stack not in burner_stacks(settings)
+    finally:
+        service.stop()
 
 
 def test_id_with_bytes(live_client):
