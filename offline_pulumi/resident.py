@@ -152,14 +152,27 @@ def serve(path: str, idle_seconds: float) -> None:
         if _still_ours(path, inode):
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        # Still holding the lock: a resident that opened this file meanwhile finds it unlinked.
+        with contextlib.suppress(OSError):
+            os.unlink(path + ".lock")
+        os.close(lock)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))  # only if nothing else lives there
 
 
 def _take_lock(path: str) -> int | None:
+    """The lock file's descriptor, locked; None if another resident holds it."""
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # the directory went away with the last resident: the launcher copes
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Locked a file that its last holder unlinked on its way out: not the lock any more.
+        if os.fstat(fd).st_ino != os.stat(path).st_ino:
+            raise OSError("stale lock file")
     except OSError:
         os.close(fd)
         return None

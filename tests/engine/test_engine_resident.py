@@ -288,6 +288,17 @@ def test_a_killed_resident_is_replaced_and_no_command_fails(engine: Engine, host
     stack.destroy()
 
 
+def test_a_stopped_resident_leaves_no_file_behind(engine: Engine, hosts: Path) -> None:
+    engine.stack("basic")
+    running = resident(hosts)
+    assert [p.name for p in hosts.glob("engine-*")] != []
+    for sock in hosts.glob("engine-*.sock"):
+        sock.unlink()  # how its service stops it
+    running.wait(10)
+    # Neither its socket nor its lock file; nor the directory, if nothing else lives there.
+    assert [p.name for p in hosts.glob("engine-*")] == []
+
+
 def test_nothing_of_an_explicit_passphrase_reaches_the_disk(
         engine_command: auto.PulumiCommand, hosts: Path, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
