@@ -153,8 +153,10 @@ def serve(path: str, idle_seconds: float) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         # Still holding the lock: a resident that opened this file meanwhile finds it unlinked.
+        # (Only our own: the directory may have been removed and made again by a newer one.)
         with contextlib.suppress(OSError):
-            os.unlink(path + ".lock")
+            if os.stat(path + ".lock").st_ino == os.fstat(lock).st_ino:
+                os.unlink(path + ".lock")
         os.close(lock)
         with contextlib.suppress(OSError):
             os.rmdir(os.path.dirname(path))  # only if nothing else lives there
