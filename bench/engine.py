@@ -147,7 +147,8 @@ def measure_scaling(venv: Path, sizes: tuple[int, ...], runs: int) -> tuple[Scal
                 result = stack.up()
                 ups[size].append((time.perf_counter() - started) * 1000)
                 after = (*helper_seconds(hosts), _own_seconds())
-                commands, programs, own = (1000 * (a - b) for a, b in zip(after, before, strict=True))
+                commands, programs, own = (1000 * (a - b)
+                                           for a, b in zip(after, before, strict=True))
                 cpu[size].append((programs, commands, own))
                 created = (result.summary.resource_changes or {}).get(auto.OpType.CREATE, 0)
                 if created != size + 1:  # plus the stack resource itself
