@@ -4,9 +4,10 @@ Pulumi SDK and forks one child per program run.
 Executed by the program's own interpreter (like ``language_exec.py``), so it imports nothing
 from ``offline_pulumi``. Importing ``pulumi`` costs about 0.2 s; a fork costs milliseconds.
 Protocol on a unix socket (private 0700 directory): the engine sends an 8-byte length with
-three descriptors (stdin, stdout, stderr), then a JSON request ``{argv, env, cwd}``; the host
-answers ``<child pid>\\n``, and the child writes ``<exit code>\\n`` when the program ends (EOF
-without it means the child was killed).
+three descriptors (stdin, stdout, stderr), then a JSON request ``{argv, env, cwd}``; the child
+the host forks for it answers ``<its pid>\\n`` before the program starts and ``<exit code>\\n``
+when it ends (EOF without it means the child was killed). Only the child writes: were the host
+to send the pid, a host held up after the fork could send it after the exit code.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -100,21 +102,24 @@ def _killed_with_engine(conn: socket.socket, armed: bool) -> None:
 
 def _child(conn: socket.socket, fds: list[int], request: dict, run: object) -> None:
     """In the forked child: become the program process and report its exit code."""
-    _killed_with_engine(conn, True)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.setpgid(0, 0)
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-        os.close(fd)
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
     code = 1
     try:
+        _killed_with_engine(conn, True)
+        conn.sendall(f"{os.getpid()}\n".encode())
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.setpgid(0, 0)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
         code = run(request["argv"])  # type: ignore[operator]
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
+    except Exception:  # the run could not start (a missing working directory): say why
+        traceback.print_exc()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -173,13 +178,15 @@ def serve(path: str, idle_seconds: float) -> None:
                     for fd in fds:
                         os.close(fd)
                     continue
-                pid = os.fork()
+                try:
+                    pid = os.fork()
+                except OSError:
+                    pid = -1  # the engine, reading EOF instead of a pid, runs it itself
                 if pid == 0:
                     listener.close()
-                    _child(conn, fds, request, run)
+                    _child(conn, fds, request, run)  # never returns
                 for fd in fds:
                     os.close(fd)
-                conn.sendall(f"{pid}\n".encode())
     finally:
         listener.close()
         if _still_ours(path, inode):

@@ -69,24 +69,22 @@ def socket_path(python: str) -> Path | None:
 class HostedProcess:
     """A program child of the host, with the parts of ``Popen`` the engine uses."""
 
-    def __init__(self, pid: int, conn: socket.socket, stdout: IO[bytes],
-                 stderr: IO[bytes]) -> None:
+    def __init__(self, pid: int, lines: _Lines, stdout: IO[bytes], stderr: IO[bytes]) -> None:
         self.pid = pid
         self.stdout = stdout
         self.stderr = stderr
-        self._conn = conn
+        self._lines = lines
         self.returncode: int | None = None
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the child's exit code (a child killed by a signal reports none)."""
         if self.returncode is None:
-            self._conn.settimeout(timeout)
             try:
-                data = self._conn.makefile("rb").readline()
+                line = self._lines.next(timeout)
             except TimeoutError:
                 raise subprocess.TimeoutExpired("program", timeout or 0) from None
-            self.returncode = int(data) if data.strip() else -signal.SIGKILL
-            self._conn.close()
+            self.returncode = int(line) if line and line.strip() else -signal.SIGKILL
+            self._lines.close()
         return self.returncode
 
     def poll(self) -> int | None:
@@ -124,21 +122,46 @@ def spawn(python: str, argv: list[str], env: dict[str, str], cwd: Path) -> Hoste
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     stdin = os.open(os.devnull, os.O_RDONLY)
+    lines = _Lines(conn)
     try:
         socket.send_fds(conn, [f"{len(payload):08d}".encode()], [stdin, out_write, err_write])
         conn.sendall(payload)
-        pid = int(conn.makefile("rb").readline() or b"0")
+        pid = int(lines.next(None) or b"0")
     except (OSError, ValueError):
         pid = 0
     finally:
         for fd in (stdin, out_write, err_write):
             os.close(fd)
     if pid <= 0:
-        conn.close()
+        # No child started: the program has not run, and the engine runs it itself.
+        lines.close()
         os.close(out_read)
         os.close(err_read)
         return None
-    return HostedProcess(pid, conn, os.fdopen(out_read, "rb"), os.fdopen(err_read, "rb"))
+    return HostedProcess(pid, lines, os.fdopen(out_read, "rb"), os.fdopen(err_read, "rb"))
+
+
+class _Lines:
+    """The lines a hosted child writes on its connection, none lost between reads: its pid
+    and its exit code may arrive together."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._conn = conn
+        self._buffer = b""
+
+    def next(self, timeout: float | None) -> bytes | None:
+        """The next line (without its newline), None at EOF; TimeoutError if none came."""
+        self._conn.settimeout(timeout)
+        while b"\n" not in self._buffer:
+            chunk = self._conn.recv(64)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _start_host(python: str, path: Path, env: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,84 @@ def test_a_hosted_program_ends_when_its_engine_is_killed(engine: Engine, monkeyp
     wait_for(lambda: not program.is_running() or program.status() == psutil.STATUS_ZOMBIE,
              timeout=10, what="the hosted program to end")
     assert host.is_running()  # the host itself serves on
+
+
+def _exec_args(program: Path) -> list[str]:
+    """The exec script's arguments for a program whose engine is unreachable (it fails)."""
+    return ["--monitor", "unix:/nonexistent/engine", "--engine", "", "--project", "p",
+            "--root_directory", str(program), "--stack", "s", "--pwd", str(program),
+            "--dry_run", "false", "--parallel", "4", "--organization", "organization",
+            str(program)]
+
+
+def _finish(process: Any) -> tuple[int, bytes]:
+    """A hosted program's exit code and stderr, its output streams closed."""
+    with process.stdout, process.stderr:
+        process.stdout.read()
+        stderr = process.stderr.read()
+    return process.wait(30), stderr
+
+
+def test_an_exit_code_that_arrives_with_the_pid_is_not_lost(monkeypatch, short_tmp):
+    import os
+    import socket
+    import sys
+    import threading
+
+    from offline_pulumi.engine import hosted
+
+    path = short_tmp / "host.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def host_whose_child_ended_at_once() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 8, 3)
+            for fd in fds:
+                os.close(fd)
+            conn.sendall(b"4242\n7\n")  # the child's pid and its exit code, in one packet
+
+    thread = threading.Thread(target=host_whose_child_ended_at_once)
+    thread.start()
+    monkeypatch.setattr(hosted, "socket_path", lambda python: path)
+    process = hosted.spawn(sys.executable, [], {}, short_tmp)
+    thread.join(10)
+    listener.close()
+    assert process is not None and process.pid == 4242
+    assert _finish(process) == (7, b"")
+
+
+def test_a_run_that_cannot_start_fails_with_its_reason_and_the_host_serves_on(monkeypatch,
+                                                                             short_tmp):
+    import os
+    import subprocess
+    import sys
+
+    from offline_pulumi.engine import hosted
+
+    monkeypatch.setenv("OFFLINE_PULUMI_HOST_DIR", str(short_tmp / "hosts"))
+    program = short_tmp / "program"
+    program.mkdir()
+    (program / "__main__.py").write_text("")
+    env = dict(os.environ)
+    path = hosted.socket_path(sys.executable)
+    assert path is not None
+    host = subprocess.Popen([sys.executable, str(hosted.HOST_SCRIPT), str(path), "20"], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(path.exists, what="host socket")
+        missing = short_tmp / "removed"
+        process = hosted.spawn(sys.executable, _exec_args(missing), env, missing)
+        assert process is not None
+        code, stderr = _finish(process)
+        assert code == 1 and b"FileNotFoundError" in stderr
+        # The child that failed did not go on as a second host (and remove the socket).
+        again = hosted.spawn(sys.executable, _exec_args(program), env, program)
+        assert again is not None
+        _finish(again)
+    finally:
+        hosted.stop_hosts(short_tmp / "hosts")
+        host.wait(10)
