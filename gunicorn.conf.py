@@ -35,6 +35,8 @@ bind = f"{_settings.host}:{_settings.port}"
 worker_class = "gthread"
 workers = 2
 threads = max(_settings.max_inflight, 2 * MAX_STREAMS)
+# Room for idle keep-alive connections beyond the busy threads (gunicorn's default 1000).
+worker_connections = threads + 1000
 
 _REQUEST = _settings.request_timeout + _settings.cancel_grace
 # Above the longest request plus a first-request virtualenv build.

@@ -150,3 +150,25 @@ def test_a_busy_port_is_a_one_line_error(dev_server, server_environ, tmp_path):
     assert proc.returncode == 1
     assert "cannot listen on 127.0.0.1" in proc.stderr and "Traceback" not in proc.stderr
     assert_nothing_left(tmp_path / "other")
+
+
+def test_gunicorn_keeps_room_for_keep_alive_at_the_highest_max_inflight(server_environ):
+    # gunicorn's own start-up check of our settings, as its arbiter runs it.
+    code = ("import runpy\n"
+            "from gunicorn.config import Config\n"
+            "from gunicorn.workers.gthread import ThreadWorker\n"
+            "settings = runpy.run_path('gunicorn.conf.py')\n"
+            "config = Config()\n"
+            "for name in ('threads', 'worker_connections', 'keepalive'):\n"
+            "    if name in settings:\n"
+            "        config.set(name, settings[name])\n"
+            "class Log:\n"
+            "    def warning(self, message, *args):\n"
+            "        print('WARNING', message % args)\n"
+            "ThreadWorker.check_config(config, Log())\n"
+            "print('threads', config.threads)\n")
+    environ = {**server_environ, "INFRA_API_MAX_INFLIGHT": "1024"}
+    result = subprocess.run([PYTHON, "-c", code], env=environ, capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert "threads 1024" in result.stdout
+    assert "WARNING" not in result.stdout, result.stdout
