@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -34,7 +34,6 @@ from temporalio.client import (
 )
 from temporalio.exceptions import (
     ActivityError,
-    ApplicationError,
     CancelledError,
 )
 from temporalio.exceptions import TimeoutError as StepTimeout
@@ -66,7 +65,15 @@ from infra.stack_workflow import (
 )
 from infra.stacks import StackSteps
 from infra.store import OperationRecord
-from infra.workflows import BurnOrder, BurnReport, BurnWorkflow, DeliverWorkflow, ReapWorkflow
+from infra.workflows import (
+    BurnFailure,
+    BurnOrder,
+    BurnReport,
+    BurnWorkflow,
+    DeliverWorkflow,
+    ReapWorkflow,
+    reported_failure,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +83,8 @@ CONNECT_SECONDS = 30.0
 # How long a request whose burn failed waits for the teardown before it answers anyway (a
 # teardown normally takes well under a second; one against a broken backend retries for long).
 TEARDOWN_GRACE_SECONDS = 5.0
+# How often a request whose workflow outlives that grace asks it whether its burn failed.
+FAILURE_POLL_SECONDS = 2.0
 # Past the request deadline, how long the API waits for the cancel call and the phase lookup.
 CANCEL_SECONDS = 5.0
 # The workflow modules import only temporalio and the standard library, keep no state and do
@@ -257,27 +266,49 @@ class Orchestrator:
                             ) -> BurnReport:
         """The burn's report from its activity, if that ran in this process, or else from the
         workflow's result. A failure is the workflow's, after its teardown, unless that
-        teardown takes longer than TEARDOWN_GRACE_SECONDS: then the activity's own error."""
+        teardown takes longer than TEARDOWN_GRACE_SECONDS: then the activity's own error,
+        handed over in this process or, from another worker, read from the workflow."""
         result = asyncio.ensure_future(handle.result())
         local = self._local_results.expect(stack)
+        remote = asyncio.ensure_future(self._reported_failure(handle, stack))
         try:
-            await asyncio.wait({result, local}, return_when=asyncio.FIRST_COMPLETED)
+            waiters: set[asyncio.Future[Any]] = {result, local, remote}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if local.done() and local.exception() is None:
                 logger.debug("answered from the burn activity in this process")
                 return local.result()
-            if not result.done():
+            if not result.done() and not remote.done():
                 await asyncio.wait({result}, timeout=TEARDOWN_GRACE_SECONDS)
             if not result.done():
                 logger.warning("the teardown after the failed burn is not done after %g s; "
                                "answering now, the workflow goes on tearing down",
                                TEARDOWN_GRACE_SECONDS)
-                return local.result()  # raises the burn's error
+                return local.result() if local.done() else remote.result()  # the burn's error
             return await result
         finally:
             self._local_results.forget(stack)
-            local.cancel()
-            if not result.done():
-                result.cancel()
+            for waiter in (local, remote, result):
+                if not waiter.done():
+                    waiter.cancel()
+                elif not waiter.cancelled():
+                    waiter.exception()  # answered above, or moot: either way, seen
+
+
+    async def _reported_failure(self, handle: WorkflowHandle[Any, BurnReport],
+                                stack: str) -> NoReturn:
+        """Raise the burn's own error once the workflow says it failed: asked after
+        TEARDOWN_GRACE_SECONDS, then every FAILURE_POLL_SECONDS (a burn that ran in another
+        process hands nothing over to this one)."""
+        await asyncio.sleep(TEARDOWN_GRACE_SECONDS)
+        while True:
+            try:
+                failure = await handle.query(BurnWorkflow.failure)
+            except Exception as exc:  # no worker free to answer yet, say: ask again later
+                logger.debug("could not ask the workflow how its burn went: %r", exc)
+                failure = None
+            if failure is not None:
+                raise _step_error(failure, stack)
+            await asyncio.sleep(FAILURE_POLL_SECONDS)
 
     async def _cancel_at_deadline(self, handle: WorkflowHandle[Any, Any]) -> str:
         """Cancel the workflow (it tears down by itself); return the phase it was in."""
@@ -433,17 +464,20 @@ def _failure(exc: WorkflowFailureError, stack: str) -> InfraError:
     """The service error for a failed workflow: the provisioning step's own, as it reported it."""
     cause = exc.cause
     if isinstance(cause, ActivityError):
+        reported = reported_failure(cause)
+        if reported is not None:
+            return _step_error(reported, stack)
         inner = cause.cause
-        if isinstance(inner, ApplicationError) and inner.details:
-            details: Any = inner.details[0]
-            if isinstance(details, dict):
-                if details.get("code") == StateDirError.code:
-                    return StateDirError("of the worker", "is unusable")
-                return EngineError(str(details.get("phase", "provision")), stack,
-                                   inner.message or "failed")
         if isinstance(inner, StepTimeout):
             return EngineError("provision", stack, "the worker running it stopped responding")
         if isinstance(inner, CancelledError):
             return EngineError("provision", stack, "cancelled")
     logger.error("workflow failed: %s", exc.cause)
     return EngineError("workflow", stack, "failed")
+
+
+def _step_error(failure: BurnFailure, stack: str) -> InfraError:
+    """The service error for a burn step's own failure."""
+    if failure.code == StateDirError.code:
+        return StateDirError("of the worker", "is unusable")
+    return EngineError(failure.phase, stack, failure.detail or "failed")

@@ -101,5 +101,5 @@ class Heartbeat:
 def failure(exc: InfraError, progress: Progress) -> ApplicationError:
     """The activity error the workflow and the API read: code, phase, and whether it created."""
     details = {"code": exc.code, "phase": progress.current, "created": progress.created,
-               "status": exc.status}
+               "status": exc.status, "detail": getattr(exc, "detail", str(exc))}
     return ApplicationError(str(exc), details, type=type(exc).__name__, non_retryable=True)

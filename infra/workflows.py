@@ -146,6 +146,15 @@ class TeardownOutput:
 
 
 @dataclasses.dataclass
+class BurnFailure:
+    """How a burn activity failed, as it reported it: its error code, phase and detail."""
+
+    code: str
+    phase: str
+    detail: str
+
+
+@dataclasses.dataclass
 class BurnReport:
     """A burner workflow's result."""
 
@@ -159,6 +168,14 @@ class BurnReport:
 @workflow.defn(name="Burn")
 class BurnWorkflow:
     """One burner stack: provision once, then destroy and remove it whatever happened."""
+
+    def __init__(self) -> None:
+        self._failure: BurnFailure | None = None
+
+    @workflow.query(name="burn_failure")
+    def failure(self) -> BurnFailure | None:
+        """The burn's own failure once it failed, while the teardown after it may still run."""
+        return self._failure
 
     @workflow.run
     async def run(self, order: BurnOrder) -> BurnReport:
@@ -178,6 +195,7 @@ class BurnWorkflow:
         except ActivityError as exc:
             needs_teardown = _may_have_created(exc)
             outcome = outcome_of(exc)
+            self._failure = reported_failure(exc)
             raise
         except asyncio.CancelledError:
             outcome = Outcome("cancelled", "cancelled", "cancelled at the request timeout")
@@ -220,6 +238,18 @@ def _may_have_created(exc: ActivityError) -> bool:
         if isinstance(details, dict):
             return bool(details.get("created", True))
     return True
+
+
+def reported_failure(exc: ActivityError) -> BurnFailure | None:
+    """The failure a burn activity reported itself (None if it timed out or was cancelled)."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.details:
+        details: Any = cause.details[0]
+        if isinstance(details, dict):
+            return BurnFailure(str(details.get("code", "engine_error")),
+                               str(details.get("phase", "provision")),
+                               str(details.get("detail", cause.message)))
+    return None
 
 
 def outcome_of(exc: ActivityError) -> Outcome:
@@ -309,4 +339,4 @@ class DeliverWorkflow:
 
 
 typed_payloads(BurnOrder, BurnInput, PhaseTime, BurnOutput, Outcome, Delivery, TeardownInput,
-               TeardownOutput, BurnReport, FinishInput)
+               TeardownOutput, BurnFailure, BurnReport, FinishInput)

@@ -21,7 +21,13 @@ from infra.orchestrator import WORKFLOW_RUNNER, WORKFLOWS, burn_operation_id
 from infra.service import Service
 from infra.settings import Settings
 from tests.api import checks
-from tests.api.support import PASSPHRASE, burner_stacks, make_environ
+from tests.api.support import (
+    PASSPHRASE,
+    burner_stacks,
+    make_environ,
+    start_worker,
+    stop_worker,
+)
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.slow
@@ -73,28 +79,51 @@ def test_a_burn_on_a_broken_backend_is_answered_before_its_teardown_can_finish(t
     service = Service(settings)
     service.start()
     try:
-        client = falcon.testing.TestClient(infra_api.create_app(settings, operations=service))
-        assert client.simulate_get("/uuid").status_code == 200
-        backend, away = settings.backend_dir, tmp_path / "backend-away"
-        backend.rename(away)
-        backend.write_text("a file where the backend's directory should be")
-        asked = time.monotonic()
-        result = client.simulate_get("/uuid")
-        waited = time.monotonic() - asked
-
-        assert (result.status_code, result.json["code"]) == (502, "engine_error"), result.text
-        assert "create_stack" in result.json["description"]
-        assert waited < 45, f"answered after {waited:.0f} s of a 90 s request timeout"
-        stack = result.json["stack"]
-        backend.unlink()
-        away.rename(backend)
-        wait_for(lambda: service.orchestrator.owner_status(stack) == "ended", timeout=90,
-                 what="the failed burn's workflow to finish its teardown")
-        record = service.store.get_operation(burn_operation_id(stack))
-        assert record is not None and record.status == "failed"
-        assert stack not in burner_stacks(settings)
+        _answer_soon_on_a_broken_backend(settings, service, tmp_path)
     finally:
         service.stop()
+
+
+def test_a_burn_that_failed_on_another_worker_is_answered_before_its_teardown_can_finish(
+        tmp_path, temporal_address):
+    """The same with the burn on a worker of its own: nothing is handed over in-process, so
+    the API node reads the burn's failure from its workflow."""
+    environ = make_environ(tmp_path / "state", INFRA_API_REQUEST_TIMEOUT="90",
+                           INFRA_API_TEMPORAL_ADDRESS=temporal_address,
+                           INFRA_API_TASK_QUEUE="broken-" + tmp_path.name)
+    worker = start_worker(environ, tmp_path / "worker.log")
+    settings = Settings.from_environ({**environ, "INFRA_API_RUN_WORKER": "false"})
+    service = Service(settings)
+    service.start()
+    try:
+        _answer_soon_on_a_broken_backend(settings, service, tmp_path)
+    finally:
+        service.stop()
+        worker_log = stop_worker(worker)
+    assert "activity burn: failed" in worker_log
+
+
+def _answer_soon_on_a_broken_backend(settings: Settings, service: Service, tmp_path) -> None:
+    client = falcon.testing.TestClient(infra_api.create_app(settings, operations=service))
+    assert client.simulate_get("/uuid").status_code == 200
+    backend, away = settings.backend_dir, tmp_path / "backend-away"
+    backend.rename(away)
+    backend.write_text("a file where the backend's directory should be")
+    asked = time.monotonic()
+    result = client.simulate_get("/uuid")
+    waited = time.monotonic() - asked
+
+    assert (result.status_code, result.json["code"]) == (502, "engine_error"), result.text
+    assert "create_stack" in result.json["description"]
+    assert waited < 45, f"answered after {waited:.0f} s of a 90 s request timeout"
+    stack = result.json["stack"]
+    backend.unlink()
+    away.rename(backend)
+    wait_for(lambda: service.orchestrator.owner_status(stack) == "ended", timeout=90,
+             what="the failed burn's workflow to finish its teardown")
+    record = service.store.get_operation(burn_operation_id(stack))
+    assert record is not None and record.status == "failed"
+    assert stack not in burner_stacks(settings)
 
 
 def test_id_with_bytes(live_client):
