@@ -4,11 +4,12 @@
 refresh; ``deployment.Deployment`` decides the step for each registration. Thread-safe: the
 SDK registers resources from a thread pool.
 
-Every change (an operation begun, a step's outcome) is in a saved snapshot before the engine
-goes on: before the provider is called, before the step is reported or the program hears of
-it. Steps running at the same time share saves (group commit): a step whose change a save
-taken after it already covers does not write again, so a killed update still leaves every
-reported step, and every operation in flight, in the checkpoint.
+Every change (an operation begun, a step's outcome) is in a saved snapshot before the step is
+reported or the program hears of it, and a create or replace is saved as pending before its
+provider runs. Steps running at the same time share saves (group commit): a step whose change
+a save taken after it already covers does not write again, so a killed update still leaves
+every reported step, and every operation in flight, in the checkpoint. Deletes, which run one
+after another and change nothing outside the state, share saves too (``_Deletes``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from offline_pulumi.engine.steps import (
     step_metadata,
 )
 from offline_pulumi.manifest import PROVIDER_PREFIX, STACK_TYPE
+
+# Deletes made one after another are saved together, each at most this long after it.
+DELETES_SAVED_WITHIN = 0.05
 
 
 class Ledger:
@@ -218,11 +222,13 @@ class Ledger:
         leftovers = [r for r in self.old.values() if not is_default_provider(r)]
         untargeted = {r["urn"] for r in leftovers if not self._targeted(r["urn"], r["type"])}
         self._delete_in_order(reversed(leftovers), untargeted, counted=lambda r: True)
+        deletes = _Deletes()
         for resource in list(self.doomed):
-            self._delete(resource, op="delete-replaced", counted=False)
+            self._delete(resource, op="delete-replaced", counted=False, deletes=deletes)
         for resource in list(self.old.values()):
             if is_default_provider(resource) and resource["urn"] not in in_use:
-                self._delete(resource, op="delete", counted=False)
+                self._delete(resource, op="delete", counted=False, deletes=deletes)
+        self._report_deletes(deletes)
 
     def _keep_stack_outputs(self) -> None:
         """A failed program does not wipe the outputs of the last good update."""
@@ -284,6 +290,7 @@ class Ledger:
         (the real engine skips a failed step's dependents the same way).
         """
         blocked = set(keep)
+        deletes = _Deletes()
         for resource in resources:
             urn = resource["urn"]
             if urn in blocked and not resource.get("delete"):
@@ -291,9 +298,10 @@ class Ledger:
                 continue
             if resource.get("external"):
                 # A read resource is only forgotten (pkg/resource/deploy/step.go: read-discard).
-                self._delete(resource, op="discard", counted=False)
-            elif not self._delete(resource, op=op, counted=counted(resource)):
+                self._delete(resource, op="discard", counted=False, deletes=deletes)
+            elif not self._delete(resource, op=op, counted=counted(resource), deletes=deletes):
                 blocked |= needs(resource) | {urn}
+        self._report_deletes(deletes)
 
     def refresh_all(self, clear_pending_creates: bool, counted: bool = True) -> None:
         """Read every resource back; the built-in providers' reads change nothing."""
@@ -307,8 +315,12 @@ class Ledger:
         if clear_pending_creates:
             self.carried_pending = []
 
-    def _delete(self, resource: Resource, op: str, counted: bool) -> bool:
-        """Delete one resource; False (after an error diagnostic) if it may not be deleted."""
+    def _delete(self, resource: Resource, op: str, counted: bool,
+                deletes: _Deletes | None = None) -> bool:
+        """Delete one resource; False (after an error diagnostic) if it may not be deleted.
+
+        With ``deletes``, its save (and then its report) is shared with the deletes that follow.
+        """
         if resource.get("protect") and not resource.get("delete"):
             message = (f"unable to delete resource \"{resource['urn']}\"\nas it is currently "
                        "marked for protection. To unprotect the resource, remove the "
@@ -329,9 +341,20 @@ class Ledger:
             if counted:
                 self.changes["delete"] += 1
             change = self._changed()
-        self._save(change)
-        self.events.step_done(metadata, time.monotonic() - started, quiet=not counted)
+        if deletes is None:
+            self._save(change)
+            self.events.step_done(metadata, time.monotonic() - started, quiet=not counted)
+        elif deletes.add(change, (metadata, started, not counted)):
+            self._report_deletes(deletes)
         return True
+
+    def _report_deletes(self, deletes: _Deletes) -> None:
+        """Save the deletes made so far, then report them."""
+        change, reports = deletes.take()
+        if reports:
+            self._save(change)
+        for metadata, started, quiet in reports:
+            self.events.step_done(metadata, time.monotonic() - started, quiet=quiet)
 
     def snapshot(self) -> list[Resource]:
         """Resources as they stand now: new ones, then originals awaiting deletion and the rest."""
@@ -343,3 +366,30 @@ class Ledger:
         """Operations in flight, plus interrupted creates carried over from before."""
         with self._lock:
             return [*self.carried_pending, *self.in_flight.values()]
+
+
+class _Deletes:
+    """Deletes made one after another that share a save, each reported once it is saved.
+
+    A delete changes nothing outside the state (the engine's providers keep nothing
+    elsewhere), so a stop before the save loses nothing; a save per delete rewrote the whole
+    checkpoint each time: 1.4 s of a 1000-resource destroy.
+    """
+
+    def __init__(self) -> None:
+        self._change = 0
+        self._reports: list[tuple[dict[str, Any], float, bool]] = []
+        self._since = 0.0
+
+    def add(self, change: int, report: tuple[dict[str, Any], float, bool]) -> bool:
+        """Note a delete; whether the ones noted so far are due to be saved and reported."""
+        if not self._reports:
+            self._since = time.monotonic()
+        self._change = change
+        self._reports.append(report)
+        return time.monotonic() - self._since >= DELETES_SAVED_WITHIN
+
+    def take(self) -> tuple[int, list[tuple[dict[str, Any], float, bool]]]:
+        """The last change noted and the reports waiting for its save; none wait after this."""
+        reports, self._reports = self._reports, []
+        return self._change, reports

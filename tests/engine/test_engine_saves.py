@@ -1,8 +1,9 @@
-"""Saving the snapshot while steps run in parallel, as the SDK registers them.
+"""Saving the snapshot while steps run in parallel, as the SDK registers them, and while
+deletes run one after another.
 
-Every change is saved before the engine goes on (a create is pending in a saved snapshot
-before the provider runs, and its outcome is saved before the program hears of it), while
-steps running at the same time share their saves.
+Every change is saved before it is reported (a create is pending in a saved snapshot before
+the provider runs, and its outcome is saved before the program hears of it), while steps
+running at the same time share their saves, and so do deletes made one after another.
 """
 
 from __future__ import annotations
@@ -117,3 +118,50 @@ def test_a_save_that_fails_fails_the_update() -> None:
         _register(deployment, 0)
     assert deployment.failure is not None and "disk full" in deployment.failure
     assert deployment.saves == 0
+
+
+def _created(count: int) -> list[dict[str, Any]]:
+    """The snapshot of an update that created ``count`` random ids (and their provider)."""
+    deployment = _deployment(Saves(0))
+    for index in range(count):
+        _register(deployment, index)
+    return deployment.snapshot()
+
+
+def test_deletes_share_saves_and_each_is_reported_once_saved(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    old = _created(STEPS)
+    saves = Saves()
+    deployment = Deployment("dev", "proj", old, EventStream(None, out=io.StringIO()),
+                            dry_run=False, persist=saves)
+    unsaved: list[str] = []
+    report = deployment.events.step_done
+
+    def report_after_looking(metadata: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        if metadata["urn"] in saves.last()[0]:
+            unsaved.append(metadata["urn"])
+        report(metadata, *args, **kwargs)
+
+    monkeypatch.setattr(deployment.events, "step_done", report_after_looking)
+    deployment.destroy_all()
+    assert unsaved == []
+    assert saves.last() == (set(), set())
+    # A save per delete rewrote the whole checkpoint each time.
+    assert 1 <= len(saves.snapshots) < STEPS // 4
+
+
+def test_a_long_run_of_deletes_is_saved_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    old = _created(20)
+    saves = Saves(0)
+    deployment = Deployment("dev", "proj", old, EventStream(None, out=io.StringIO()),
+                            dry_run=False, persist=saves)
+    begin = deployment.events.step_pre
+
+    def slow_begin(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.01)  # a delete that takes 10 ms: 21 of them take over 0.2 s
+        begin(*args, **kwargs)
+
+    monkeypatch.setattr(deployment.events, "step_pre", slow_begin)
+    deployment.destroy_all()
+    assert 3 <= len(saves.snapshots) < 21
+    assert saves.last() == (set(), set())
