@@ -74,14 +74,9 @@ def test_a_service_stopped_right_after_an_answer_drops_the_still_open_workflow_q
 def test_a_burn_on_a_broken_backend_is_answered_before_its_teardown_can_finish(tmp_path):
     """The burn fails at once and its teardown cannot succeed until the backend is back: the
     request gets the burn's own error soon, not a timeout, and the teardown finishes later."""
-    settings = Settings.from_environ(make_environ(tmp_path / "state",
-                                                 INFRA_API_REQUEST_TIMEOUT="90"))
-    service = Service(settings)
-    service.start()
-    try:
-        _answer_soon_on_a_broken_backend(settings, service, tmp_path)
-    finally:
-        service.stop()
+    _answer_soon_on_a_broken_backend(
+        Settings.from_environ(make_environ(tmp_path / "state", INFRA_API_REQUEST_TIMEOUT="90")),
+        tmp_path)
 
 
 def test_a_burn_that_failed_on_another_worker_is_answered_before_its_teardown_can_finish(
@@ -92,18 +87,24 @@ def test_a_burn_that_failed_on_another_worker_is_answered_before_its_teardown_ca
                            INFRA_API_TEMPORAL_ADDRESS=temporal_address,
                            INFRA_API_TASK_QUEUE="broken-" + tmp_path.name)
     worker = start_worker(environ, tmp_path / "worker.log")
-    settings = Settings.from_environ({**environ, "INFRA_API_RUN_WORKER": "false"})
-    service = Service(settings)
-    service.start()
     try:
-        _answer_soon_on_a_broken_backend(settings, service, tmp_path)
+        _answer_soon_on_a_broken_backend(
+            Settings.from_environ({**environ, "INFRA_API_RUN_WORKER": "false"}), tmp_path)
     finally:
-        service.stop()
         worker_log = stop_worker(worker)
     assert "activity burn: failed" in worker_log
 
 
-def _answer_soon_on_a_broken_backend(settings: Settings, service: Service, tmp_path) -> None:
+def _answer_soon_on_a_broken_backend(settings: Settings, tmp_path) -> None:
+    service = Service(settings)
+    service.start()
+    try:
+        _ask_with_the_backend_broken(settings, service, tmp_path)
+    finally:
+        service.stop()
+
+
+def _ask_with_the_backend_broken(settings: Settings, service: Service, tmp_path) -> None:
     client = falcon.testing.TestClient(infra_api.create_app(settings, operations=service))
     assert client.simulate_get("/uuid").status_code == 200
     backend, away = settings.backend_dir, tmp_path / "backend-away"
