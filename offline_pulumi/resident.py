@@ -47,10 +47,10 @@ from offline_pulumi.reuse import (
 
 EXIT_INTERRUPTED = 8
 # Children that ran a command and wait for the next (offline_pulumi/reuse.py): as many as a
-# service runs operations at once by default (8), or each surplus child exits and the next
-# command forks again. Each serves this many commands at most, so that nothing one of them
-# accumulates grows for ever.
-MAX_IDLE_CHILDREN = 8
+# service runs operations at once by default (two gunicorn workers of 8), or each surplus
+# child exits and the next command forks again. Each serves this many commands at most, so
+# that nothing one of them accumulates grows for ever.
+MAX_IDLE_CHILDREN = 16
 MAX_COMMANDS_PER_CHILD = 1000
 
 # Imported once here so that no command pays for them; a module that fails to import (an
