@@ -211,7 +211,7 @@ def scaling_split(scaling: Sequence[Scaling]) -> list[str]:
 EXPLANATION = """## What the numbers mean
 
 - **cold**: the first `/uuid` after gunicorn answers `/healthz`. The program virtualenv
-  already exists (built once under `.state/venvs/`, shared with the tests), so this is the
+  already exists (built once under `.cache/program-venvs/`, shared with the tests), so this is the
   worker's first use of the engine plus one pipeline run.
 - **warm p50/p95**: sequential requests to each endpoint on the same server, timed by the client
   (connect to last byte). The server has its own temporary state dir.

@@ -205,6 +205,10 @@ def build_app(settings: Settings, operations: Operations, metrics: Metrics,
     app = falcon.App(middleware=middleware)
     # `?bytes=` must be rejected as a bad value, not silently replaced by the default.
     app.req_options.keep_blank_qs_values = True
+    # Bodies are JSON only: a form or multipart body is refused (415), not parsed into
+    # something the routes would then misreport as a bad parameter.
+    app.req_options.media_handlers = falcon.media.Handlers(
+        {falcon.MEDIA_JSON: falcon.media.JSONHandler()})
     ErrorMapper(metrics).install(app)
     context.add_route(app, "/", IndexResource())
     context.add_route(app, "/healthz", HealthResource())

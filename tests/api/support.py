@@ -159,12 +159,14 @@ FINAL = ("succeeded", "failed", "cancelled")
 
 
 def call(server: ServerProcess, method: str, path: str, body: Any = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-    """One request; returns status, headers and the JSON body."""
+         headers: dict[str, str] | None = None,
+         raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+    """One request (``body`` sent as JSON, or ``raw`` as it is); returns status, headers and
+    the JSON body."""
     parts = urlsplit(server.base_url)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
     try:
-        data = None if body is None else json.dumps(body).encode()
+        data = raw if body is None else json.dumps(body).encode()
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         conn.request(method, path, body=data, headers=all_headers)
         response = conn.getresponse()

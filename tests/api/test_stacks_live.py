@@ -297,6 +297,18 @@ def test_invalid_requests_are_refused_naming_the_field(server, fields, parameter
     assert status == 400 and body["parameter"] == parameter, body
 
 
+@pytest.mark.parametrize(("content_type", "raw"), [
+    ("application/x-www-form-urlencoded", b"program=sandbox&owner=ann"),
+    ("multipart/form-data; boundary=b",
+     b'--b\r\nContent-Disposition: form-data; name="program"\r\n\r\nsandbox\r\n--b--\r\n'),
+    ("text/plain", b"program=sandbox"),
+])
+def test_a_body_that_is_not_json_is_refused_as_unsupported(server, content_type, raw):
+    status, _, body = call(server, "POST", "/stacks", headers={"Content-Type": content_type},
+                           raw=raw)
+    assert status == 415 and body["code"] == "unsupported_media_type", body
+
+
 def test_unknown_stacks_and_operations_are_404(server):
     assert call(server, "GET", "/stacks/no-such-stack")[0] == 404
     assert call(server, "PATCH", "/stacks/no-such-stack", {"ttl": 60})[0] == 404
