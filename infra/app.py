@@ -10,7 +10,6 @@ import falcon
 from infra.basic import BurnerResult
 from infra.catalog import Catalog
 from infra.control import StackControl
-from infra.errors import ParameterError
 from infra.kinds import KINDS, BurnerRequest, parse_request
 from infra.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from infra.metrics import Metrics
@@ -19,7 +18,7 @@ from infra.portal import add_portal
 from infra.settings import Settings
 from infra.slots import Slots
 from infra.stack_routes import OperationsResource, StacksResource
-from infra.web import BearerAuth, ErrorMapper, RequestContext
+from infra.web import BearerAuth, ErrorMapper, RequestContext, single_values
 
 SERVICE = "burner-api"
 DESCRIPTION = ("Each GET on a value endpoint provisions an ephemeral Pulumi stack, reads the value "
@@ -80,7 +79,7 @@ class BurnerResource:
 
     def _burn(self, kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
         # Validation, then a free slot, before the workflow: a refused request creates nothing.
-        request = parse_request(kind, _single_values(params))
+        request = parse_request(kind, single_values(params))
         with self._slots.take(), self._metrics.inflight.track_inprogress():
             return render(request, self._operations.burn(request))
 
@@ -205,10 +204,6 @@ def build_app(settings: Settings, operations: Operations, metrics: Metrics,
     app = falcon.App(middleware=middleware)
     # `?bytes=` must be rejected as a bad value, not silently replaced by the default.
     app.req_options.keep_blank_qs_values = True
-    # Bodies are JSON only: a form or multipart body is refused (415), not parsed into
-    # something the routes would then misreport as a bad parameter.
-    app.req_options.media_handlers = falcon.media.Handlers(
-        {falcon.MEDIA_JSON: falcon.media.JSONHandler()})
     ErrorMapper(metrics).install(app)
     context.add_route(app, "/", IndexResource())
     context.add_route(app, "/healthz", HealthResource())
@@ -234,12 +229,3 @@ def build_app(settings: Settings, operations: Operations, metrics: Metrics,
         context.add_route(app, f"/{kind}", values, suffix=kind)
     add_portal(app)
     return app
-
-
-def _single_values(params: Mapping[str, Any]) -> dict[str, str]:
-    values = {}
-    for name, value in params.items():
-        if not isinstance(value, str):
-            raise ParameterError(name, ",".join(value), "a single value")
-        values[name] = value
-    return values

@@ -20,6 +20,9 @@ import yaml
 
 from infra.errors import ParameterError, SettingsError
 
+# How a secret value appears wherever the API shows config, outputs or errors.
+SECRET_MASK = "[secret]"
+
 TYPES = ("string", "integer", "boolean", "array")
 _JSON_TYPES = {"string": str, "integer": int, "boolean": bool}
 
@@ -54,16 +57,25 @@ class ConfigKey:
         return schema
 
     def check(self, value: Any) -> Any:
-        """``value`` if it has this key's type; raise ParameterError naming the key otherwise."""
+        """``value`` if it has this key's type; raise ParameterError naming the key otherwise
+        (a secret key's value is never repeated in the error)."""
+        shown = SECRET_MASK if self.secret else _show(value)
         if self.type == "array":
             if not isinstance(value, list) or not all(_is(item, self.items or "string")
                                                       for item in value):
-                raise ParameterError(self.name, _show(value),
+                raise ParameterError(self.name, shown,
                                      f"an array of {self.items or 'string'} values")
-            return value
-        if not _is(value, self.type):
-            raise ParameterError(self.name, _show(value), f"a{'n' if self.type[0] in 'ai' else ''} "
-                                                          f"{self.type}")
+            strings = [item for item in value if isinstance(item, str)]
+        elif not _is(value, self.type):
+            raise ParameterError(self.name, shown, f"a{'n' if self.type[0] in 'ai' else ''} "
+                                                   f"{self.type}")
+        else:
+            strings = [value] if isinstance(value, str) else []
+        # The engine gets config through a command line and files: a NUL or an unpaired
+        # surrogate cannot get there, and would fail the operation after its 202.
+        if any("\0" in text or not _encodable(text) for text in strings):
+            raise ParameterError(self.name, shown, "text without NUL characters or unpaired "
+                                                   "surrogates")
         return value
 
 
@@ -88,7 +100,8 @@ class Program:
         known = {key.name: key for key in self.config}
         for name in sorted(values):
             if name not in known:
-                raise ParameterError(name, _show(values[name]),
+                # Not echoed: an unknown key may be a secret one misspelled.
+                raise ParameterError(name, "(not shown)",
                                      "the config keys of " + self.name + ": "
                                      + (", ".join(sorted(known)) or "none"))
         result = {}
@@ -170,6 +183,14 @@ def _is(value: Any, kind: str) -> bool:
     expected = _JSON_TYPES[kind]
     # bool is an int in Python, not in JSON.
     return isinstance(value, expected) and (kind == "boolean" or not isinstance(value, bool))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _show(value: Any) -> str:

@@ -34,8 +34,10 @@ from infra.store import FINAL, EventRecord, OperationRecord, StackRecord, Store
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
-_DURATION = re.compile(r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-                       r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?")
+# ASCII digits, at most 12 of them: far above any TTL, and never too many for a float.
+_DURATION = re.compile(r"P(?:(?P<weeks>[0-9]{1,12})W)?(?:(?P<days>[0-9]{1,12})D)?"
+                       r"(?:T(?:(?P<hours>[0-9]{1,12})H)?(?:(?P<minutes>[0-9]{1,12})M)?"
+                       r"(?:(?P<seconds>[0-9]{1,12})S)?)?")
 _UNIT_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
 _KEY = re.compile(r"[!-~]{1,255}")
 CREATE_FIELDS = ("program", "config", "ttl", "name")
@@ -241,7 +243,7 @@ class StackControl:
 
     def _ttl(self, value: Any) -> float:
         seconds: float | None = None
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**15:
             seconds = float(value)
         elif isinstance(value, str):
             match = _DURATION.fullmatch(value)

@@ -82,10 +82,17 @@ class ParameterError(InfraError):
     title = "Invalid parameter"
 
     def __init__(self, parameter: str, value: str, allowed: str) -> None:
+        # What a client sent may hold unpaired surrogates, which neither JSON bodies nor
+        # logs can carry: they are shown escaped.
+        parameter, value = _escaped(parameter), _escaped(value)
         super().__init__(f"parameter {parameter!r}={value!r} is invalid: allowed {allowed}")
         self.parameter = parameter
         self.value = value
         self.allowed = allowed
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode()
 
 
 class UnauthorizedError(InfraError):

@@ -28,7 +28,7 @@ ERROR_CODES = ["invalid_parameter", "unauthorized", "forbidden", "not_found",
                "method_not_allowed", "conflict", "idempotency_key_reused", "overloaded",
                "state_dir_unusable", "orchestration_unavailable", "store_unavailable",
                "engine_error", "deadline_exceeded", "internal_error", "bad_request",
-               "request_entity_too_large", "unsupported_media_type"]
+               "length_required", "request_entity_too_large", "unsupported_media_type"]
 # What no single operation lists: the answer to the methods no route has.
 OTHER_METHODS = ("Every route answers GET and OPTIONS only: any other method, HEAD and invented "
                  "ones included, gets 405 with an Allow header, the Error body and X-Request-ID.")

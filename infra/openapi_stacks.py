@@ -33,6 +33,8 @@ ERRORS = {
                        "names it)",
     ("409", "cancel"): "the operation already ended, or is a destroy or an expiry (never "
                        "stopped half-way)",
+    ("411", "stacks"): "a chunked body sent to the development server (`python infra_api.py`), "
+                       "which reads only bodies with a Content-Length (gunicorn reads both)",
     ("413", "stacks"): "the body is larger than 64 KiB",
     ("415", "stacks"): "the body is not JSON",
     ("422", "stacks"): "the Idempotency-Key was used with another request body",
@@ -153,7 +155,8 @@ def stack_paths(programs: Sequence[Program], max_ttl: float, respond: Respond,
                                      **accepted(("GetStack", "UpdateStack", "DeleteStack",
                                                  "GetOperation", "OperationEvents",
                                                  "CancelOperation")), "400": error("400", "stacks"),
-                                     "409": error("409", "stacks"), "413": error("413", "stacks"),
+                                     "409": error("409", "stacks"), "411": error("411", "stacks"),
+                                     "413": error("413", "stacks"),
                                      "415": error("415", "stacks"), "422": error("422", "stacks"),
                                      "503": error("503", "stacks")}),
                      "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
@@ -178,7 +181,8 @@ def stack_paths(programs: Sequence[Program], max_ttl: float, respond: Respond,
                                               "reveal secret outputs (needs INFRA_API_TOKEN)")]},
             "patch": {**operation("updateStack", "Update the stack's config or TTL (an up)", {
                 **accepted(("GetStack", "GetOperation", "OperationEvents", "CancelOperation")), "400": error("400", "stacks"), "404": error("404", "stacks"),
-                "409": error("409", "stacks"), "413": error("413", "stacks"),
+                "409": error("409", "stacks"), "411": error("411", "stacks"),
+                "413": error("413", "stacks"),
                 "415": error("415", "stacks"), "503": error("503", "stacks")}),
                 "parameters": stack, "requestBody": update_body},
             "delete": {**operation("deleteStack", "Destroy the stack and remove it", {

@@ -18,10 +18,10 @@ from pulumi import automation as auto
 
 from infra import logs
 from infra.basic import Burner, Progress, create_stack, select_existing, up
+from infra.catalog import SECRET_MASK
 
 logger = logging.getLogger(__name__)
 
-SECRET_MASK = "[secret]"
 # The engine's colour markup, e.g. <{%reset%}>: meaningless outside a terminal.
 _COLOR_TAG = re.compile(r"<\{%[^%]*%\}>")
 

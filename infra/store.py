@@ -197,9 +197,21 @@ def _uncursor(after: str, types: tuple[type, ...]) -> list[Any]:
     except (ValueError, binascii.Error):
         values = None
     if (not isinstance(values, list) or len(values) != len(types)
-            or not all(isinstance(v, t) for v, t in zip(values, types, strict=True))):
-        raise ParameterError("after", after, "the 'next' cursor of a previous page")
+            or not all(isinstance(v, t) and _storable(v)
+                       for v, t in zip(values, types, strict=True))):
+        raise ParameterError("after", after[:100], "the 'next' cursor of a previous page")
     return values
+
+
+def _storable(value: Any) -> bool:
+    """Whether a database takes ``value`` as a query parameter (a crafted cursor may hold an
+    unpaired surrogate or an integer past 64 bits)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+    return not isinstance(value, int) or -2**63 <= value < 2**63
 
 
 class Store(abc.ABC):

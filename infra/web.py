@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import falcon
@@ -42,6 +43,16 @@ RESPONDER_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
 _EVENTS_PATH = re.compile(r"/operations/(?P<operation>[^/]+)/events")
 
 
+def single_values(params: Mapping[str, Any]) -> dict[str, str]:
+    """Query parameters by name; raise ParameterError on one given more than once."""
+    values = {}
+    for name, value in params.items():
+        if not isinstance(value, str):
+            raise ParameterError(name, ",".join(value), "a single value")
+        values[name] = value
+    return values
+
+
 def issue_ticket(token: str | None, operation: str, now: float, seconds: int) -> str:
     """A ticket that opens ``operation``'s event stream until ``now + seconds``.
 
@@ -56,9 +67,18 @@ def issue_ticket(token: str | None, operation: str, now: float, seconds: int) ->
 def ticket_valid(token: str | None, operation: str, ticket: str, now: float) -> bool:
     """Whether ``ticket`` was issued for ``operation`` with this token and is still fresh."""
     expires_text, _, mac = ticket.partition(".")
-    if not expires_text.isdigit() or int(expires_text) < now:
+    expires = count(expires_text)
+    if expires is None or expires < now or not mac.isascii():
         return False
-    return hmac.compare_digest(mac, _ticket_mac(token, operation, int(expires_text)))
+    return hmac.compare_digest(mac, _ticket_mac(token, operation, expires))
+
+
+def count(text: str) -> int | None:
+    """``text`` as a whole number if it is one in plain ASCII digits that a database integer
+    holds (``str.isdigit`` also takes "²"); None otherwise."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        return None
+    return int(text)
 
 
 def _ticket_mac(token: str | None, operation: str, expires: int) -> str:

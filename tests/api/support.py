@@ -177,6 +177,19 @@ def call(server: ServerProcess, method: str, path: str, body: Any = None,
         conn.close()
 
 
+def post_chunked(server: ServerProcess, path: str, chunks: list[bytes]) -> tuple[int, Any]:
+    """A JSON POST whose body goes in chunks, without a Content-Length; status and body."""
+    parts = urlsplit(server.base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    try:
+        conn.request("POST", path, body=iter(chunks), encode_chunked=True,
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
 def finished(server: ServerProcess, operation: str, timeout: float = 120) -> dict[str, Any]:
     """The operation once it ended."""
     def done() -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ import pytest
 
 from infra.devserver import SOCKET_TIMEOUT_SECONDS
 from tests.api import checks
-from tests.api.support import PYTHON, assert_nothing_left, burner_stacks
+from tests.api.support import PYTHON, assert_nothing_left, burner_stacks, post_chunked
 from tests.harness import get_json, start_server, wait_for
 
 pytestmark = pytest.mark.slow
@@ -89,6 +89,12 @@ def test_dev_server_finishes_in_flight_requests_on_ctrl_c(dev_server):
     checks.assert_uuid(body["response"])
     assert dev_server.proc.wait(timeout=60) == 0
     assert f"stack={body['stack']}]: remove done" in dev_server.output()
+
+
+def test_dev_server_asks_for_a_length_instead_of_waiting_for_a_chunked_body(dev_server):
+    # wsgiref cannot find a chunked body's end: reading on would wait for the client forever.
+    status, body = post_chunked(dev_server, "/stacks", [b'{"program": "sandbox"}'])
+    assert status == 411 and body["code"] == "length_required", body
 
 
 def test_dev_server_rejects_a_bad_setting_at_startup(server_environ, tmp_path):

@@ -26,6 +26,7 @@ from tests.api.support import (
     create,
     finished,
     make_environ,
+    post_chunked,
     read_stream,
 )
 from tests.harness import ServerProcess, free_port, running_server, wait_for
@@ -276,6 +277,10 @@ def test_a_failing_subscriber_gets_one_successful_delivery_and_does_not_delay_an
     ({"owner": "ann", "tags": [1, 2]}, "tags"),       # array items
     ({"owner": "ann", "colour": "red"}, "colour"),    # unknown key
     ({}, "owner"),                                    # required key missing
+    ({"owner": "a\u0000b"}, "owner"),                 # a NUL cannot reach the engine
+    ({"owner": "\ud800"}, "owner"),                   # nor can an unpaired surrogate
+    ({"owner": "ann", "tags": ["\ud800"]}, "tags"),
+    ({"owner": "ann", "\ud800": 1}, "\\ud800"),       # shown escaped, in a JSON body
 ])
 def test_invalid_config_is_refused_naming_the_key(server, config, key):
     status, _, body = call(server, "POST", "/stacks", {"program": "sandbox", "config": config})
@@ -291,6 +296,9 @@ def test_invalid_config_is_refused_naming_the_key(server, config, key):
     ({"program": "sandbox", "config": SANDBOX, "name": "Bad Name"}, "name"),
     ({"program": "sandbox", "config": SANDBOX, "name": "burner-0123456789abcdef"}, "name"),
     ({"program": "sandbox", "config": SANDBOX, "size": 3}, "size"),
+    ({"program": "sandbox", "config": SANDBOX, "ttl": 10**309}, "ttl"),
+    ({"program": "sandbox", "config": SANDBOX, "ttl": "P" + "1" * 309 + "D"}, "ttl"),
+    ({"program": "\ud800"}, "program"),
 ])
 def test_invalid_requests_are_refused_naming_the_field(server, fields, parameter):
     status, _, body = call(server, "POST", "/stacks", fields)
@@ -307,6 +315,25 @@ def test_a_body_that_is_not_json_is_refused_as_unsupported(server, content_type,
     status, _, body = call(server, "POST", "/stacks", headers={"Content-Type": content_type},
                            raw=raw)
     assert status == 415 and body["code"] == "unsupported_media_type", body
+
+
+@pytest.mark.parametrize("config", [
+    {"owner": "ann", "access_key": 424242424242},      # a secret key of the wrong type
+    {"owner": "ann", "acess_key": "424242424242"},     # a secret key misspelled
+])
+def test_a_refused_config_value_that_may_be_a_secret_is_never_repeated(server, config):
+    status, _, body = call(server, "POST", "/stacks", {"program": "sandbox", "config": config})
+    assert status == 400 and body["code"] == "invalid_parameter", body
+    assert "424242424242" not in json.dumps(body)
+    assert "424242424242" not in server.output()
+
+
+def test_a_chunked_body_is_read_and_held_to_the_same_limit(server):
+    # No Content-Length: gunicorn ends the body where the chunks end.
+    status, body = post_chunked(server, "/stacks", [b'{"program": ', b'"nope"}'])
+    assert status == 400 and body["parameter"] == "program", body
+    status, body = post_chunked(server, "/stacks", [b" " * 40_000] * 2)
+    assert status == 413 and body["code"] == "request_entity_too_large", body
 
 
 def test_unknown_stacks_and_operations_are_404(server):
