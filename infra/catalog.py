@@ -59,22 +59,22 @@ class ConfigKey:
     def check(self, value: Any) -> Any:
         """``value`` if it has this key's type; raise ParameterError naming the key otherwise
         (a secret key's value is never repeated in the error)."""
-        shown = SECRET_MASK if self.secret else _show(value)
+        repeated = SECRET_MASK if self.secret else shown(value)
         if self.type == "array":
             if not isinstance(value, list) or not all(_is(item, self.items or "string")
                                                       for item in value):
-                raise ParameterError(self.name, shown,
+                raise ParameterError(self.name, repeated,
                                      f"an array of {self.items or 'string'} values")
             strings = [item for item in value if isinstance(item, str)]
         elif not _is(value, self.type):
-            raise ParameterError(self.name, shown, f"a{'n' if self.type[0] in 'ai' else ''} "
+            raise ParameterError(self.name, repeated, f"a{'n' if self.type[0] in 'ai' else ''} "
                                                    f"{self.type}")
         else:
             strings = [value] if isinstance(value, str) else []
         # The engine gets config through a command line and files: a NUL or an unpaired
         # surrogate cannot get there, and would fail the operation after its 202.
         if any("\0" in text or not _encodable(text) for text in strings):
-            raise ParameterError(self.name, shown, "text without NUL characters or unpaired "
+            raise ParameterError(self.name, repeated, "text without NUL characters or unpaired "
                                                    "surrogates")
         return value
 
@@ -95,15 +95,18 @@ class Program:
                 "required": [key.name for key in self.config if key.required],
                 "additionalProperties": False}
 
+    def unknown_key(self, name: str) -> ParameterError:
+        """The error for a config key this program does not have; the value is not shown, as
+        the key may be a secret one misspelled."""
+        return ParameterError(name, "(not shown)", "the config keys of " + self.name + ": "
+                              + (", ".join(sorted(key.name for key in self.config)) or "none"))
+
     def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The config with defaults filled in; raise ParameterError on the first bad key."""
         known = {key.name: key for key in self.config}
         for name in sorted(values):
             if name not in known:
-                # Not echoed: an unknown key may be a secret one misspelled.
-                raise ParameterError(name, "(not shown)",
-                                     "the config keys of " + self.name + ": "
-                                     + (", ".join(sorted(known)) or "none"))
+                raise self.unknown_key(name)
         result = {}
         for key in self.config:
             if key.name in values:
@@ -193,8 +196,8 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _show(value: Any) -> str:
-    # As the client wrote it: JSON (a string without its quotes), shortened.
+def shown(value: Any) -> str:
+    """A refused value as the client wrote it: JSON (a string without its quotes), shortened."""
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= 100 else text[:97] + "..."
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from infra import logs
 from infra.basic import is_burner_stack
-from infra.catalog import Catalog, Program
+from infra.catalog import Catalog, Program, shown
 from infra.errors import (
     ConflictError,
     ForbiddenError,
@@ -138,9 +138,7 @@ class StackControl:
         known = {key.name: key for key in program.config}
         for key_name in sorted(config):
             if key_name not in known:
-                raise ParameterError(key_name, repr(config[key_name])[:100],
-                                     f"the config keys of {program.name}: "
-                                     + ", ".join(sorted(known)))
+                raise program.unknown_key(key_name)
             known[key_name].check(config[key_name])
         ttl = self._ttl(fields["ttl"]) if "ttl" in fields else None
         operation = OperationRecord(new_operation_id(), "update", name, program.name, "queued",
@@ -237,7 +235,7 @@ class StackControl:
     def _program(self, name: Any) -> Program:
         programs = self.catalog.programs()
         if not isinstance(name, str) or name not in programs:
-            raise ParameterError("program", repr(name)[:100] if not isinstance(name, str) else name,
+            raise ParameterError("program", shown(name),
                                  "a program of the catalog: " + ", ".join(sorted(programs)))
         return programs[name]
 
@@ -263,14 +261,14 @@ def _object(body: Any, fields: tuple[str, ...]) -> dict[str, Any]:
         raise ParameterError("body", type(body).__name__, "a JSON object")
     for name in body:
         if name not in fields:
-            raise ParameterError(str(name)[:100], repr(body[name])[:100],
+            raise ParameterError(str(name)[:100], shown(body[name]),
                                  "a field among " + ", ".join(fields))
     return body
 
 
 def _config_object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ParameterError("config", repr(value)[:100], "a JSON object of config keys")
+        raise ParameterError("config", shown(value), "a JSON object of config keys")
     return value
 
 

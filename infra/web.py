@@ -151,12 +151,13 @@ class BearerAuth:
         if events is not None and ticket is not None and req.method == "GET":
             if ticket_valid(self._token.decode(), events["operation"], ticket, time.time()):
                 return
-            raise UnauthorizedError("the stream ticket is invalid or expired")
+            raise UnauthorizedError("the stream ticket is invalid or expired: ask "
+                                    "POST /operations/{operation}/stream-ticket for a new one")
         scheme, _, credential = (req.get_header("Authorization") or "").partition(" ")
         # compare_digest takes the same time wherever the first difference is.
         if not (scheme.lower() == "bearer"
                 and hmac.compare_digest(credential.strip().encode(), self._token)):
-            raise UnauthorizedError("missing or wrong bearer token")
+            raise UnauthorizedError("send the token as 'Authorization: Bearer <token>'")
 
 
 class ErrorMapper:
@@ -182,7 +183,7 @@ class ErrorMapper:
         elif isinstance(ex, UnauthorizedError):
             logger.warning("unauthorized: %s", _where(req))
             resp.set_header("WWW-Authenticate", 'Bearer realm="burner-api"')
-            body["description"] = "send the token as 'Authorization: Bearer <token>'"
+            body["description"] = str(ex)
         elif isinstance(ex, OverloadedError):
             logger.warning("overloaded: %s", ex)
             self._metrics.rejected.inc()

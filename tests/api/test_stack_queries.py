@@ -84,3 +84,4 @@ def test_a_malformed_stream_ticket_is_refused_as_unauthorized(client, ticket):
                                  headers={"Accept": "text/event-stream"})
     assert result.status_code == 401, result.text
     assert result.json["code"] == "unauthorized"
+    assert "stream-ticket" in result.json["description"]

@@ -133,6 +133,12 @@ def test_a_stack_is_created_followed_read_updated_and_deleted(server):
     status, _, body = call(server, "GET", f"/stacks/{stack}?show_secrets=true")
     assert status == 403 and body["code"] == "forbidden"
 
+    # A refused update repeats no value that may be a secret, misspelled key or not.
+    for config in ({"acess_key": "new-key-1"}, {"access_key": ["new-key-2"]}):
+        status, _, body = call(server, "PATCH", f"/stacks/{stack}", {"config": config})
+        assert status == 400 and "new-key" not in json.dumps(body), body
+    assert "new-key" not in server.output()
+
     status, _, accepted = call(server, "PATCH", f"/stacks/{stack}",
                                {"config": {"owner": "bob"}, "ttl": "PT30M"})
     assert status == 202
