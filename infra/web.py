@@ -120,6 +120,10 @@ class RequestContext:
                          req_succeeded: bool) -> None:
         """Echo the id, record metrics, log one line, and unbind the id."""
         resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
+        allowed = self._allowed.get(req.uri_template or "")
+        if req.method == "OPTIONS" and allowed and resp.status_code == 200:
+            # Falcon's own OPTIONS answer leaves OPTIONS out; a 405 lists it.
+            resp.set_header("Allow", ", ".join(allowed))
         seconds = time.perf_counter() - req.context.started
         # Every label from a closed set: a value the client chose would add a series each time.
         route = req.uri_template or "unmatched"

@@ -83,6 +83,14 @@ def test_any_method_but_get_and_options_is_405_json(client, operations, method, 
     assert operations.requests == []
 
 
+@pytest.mark.parametrize("path", ["/uuid", "/healthz", "/metrics"])
+def test_options_lists_the_same_methods_as_a_405(client, path):
+    options = client.simulate_request("OPTIONS", path)
+    refused = client.simulate_request("DELETE", path)
+    assert options.status_code == 200 and refused.status_code == 405
+    assert options.headers["allow"] == refused.headers["allow"] == "GET, OPTIONS"
+
+
 @invented_methods
 def test_invented_method_on_an_unknown_path_is_404_json(client):
     result = client.simulate_request("FOO", "/nope")
