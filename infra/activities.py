@@ -76,15 +76,16 @@ class BurnerActivities:
         spec = BurnSpec(BurnerRequest(item.order.kind, params), item.stack)
         progress = Progress()
         operation = item.order.operation
-        if operation:
-            self.records.open_burn(operation, item.stack)
-            progress.on_event = event_recorder(self.records.event_sink(operation), ())
         with (logs.bound(logs.request_id, item.order.request_id),
               self._running(BURN, item.stack),
               self._heartbeats(item.stack, progress) as beat):
             # No new step starts once a cancel arrived.
             progress.on_phase = lambda name: beat.raise_if_cancelled()
             try:
+                if operation:
+                    # A store that is down fails the burn before it creates anything.
+                    self.records.open_burn(operation, item.stack)
+                    progress.on_event = event_recorder(self.records.event_sink(operation), ())
                 burned = self.burner.burn(spec, progress)
             except InfraError as exc:
                 beat.raise_if_cancelled()

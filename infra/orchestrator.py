@@ -64,7 +64,7 @@ from infra.stack_workflow import (
     stack_workflow_id,
 )
 from infra.stacks import StackSteps
-from infra.store import OperationRecord
+from infra.store import OperationRecord, StoreError
 from infra.workflows import (
     BurnFailure,
     BurnOrder,
@@ -480,4 +480,6 @@ def _step_error(failure: BurnFailure, stack: str) -> InfraError:
     """The service error for a burn step's own failure."""
     if failure.code == StateDirError.code:
         return StateDirError("of the worker", "is unusable")
+    if failure.code == StoreError.code:
+        return StoreError(failure.detail or "the operation store is unavailable")
     return EngineError(failure.phase, stack, failure.detail or "failed")

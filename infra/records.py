@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from infra.errors import NotFoundError
 from infra.store import OperationRecord, Store
 from infra.webhooks import Subscriber
 from infra.workflows import Delivery, FinishInput
@@ -48,9 +49,16 @@ class Records:
     def close(self, item: FinishInput) -> list[Delivery]:
         """Record the operation's outcome and its stack's new status; return the deliveries."""
         outcome = item.outcome
-        record = self.store.finish_operation(item.operation, outcome.status, time.time(),
-                                             outcome.error_code, outcome.error_message,
-                                             item.outputs)
+        try:
+            record = self.store.finish_operation(item.operation, outcome.status, time.time(),
+                                                 outcome.error_code, outcome.error_message,
+                                                 item.outputs)
+        except NotFoundError:
+            # Never recorded (a burn that the store was down for) or already forgotten: there
+            # is nothing to close, and retrying would never change that.
+            logger.warning("operation %s has no record to close as %s", item.operation,
+                           outcome.status)
+            return []
         if item.stack_status == "gone":
             self.store.delete_stack(record.stack)
         elif item.stack_status is not None:

@@ -95,6 +95,55 @@ def test_a_burn_that_failed_on_another_worker_is_answered_before_its_teardown_ca
     assert "activity burn: failed" in worker_log
 
 
+def test_a_burn_while_the_store_is_down_is_a_503_soon_and_its_workflow_ends(
+        tmp_path, temporal_address, postgres_server):
+    """The store and the state on PostgreSQL, whose database stops taking connections: the
+    burn fails before it creates anything, and once the database is back its workflow ends
+    (it has no operation record to close, and must not retry closing one forever)."""
+    postgres_server.create_database("store_down")
+    queue = "store-down-" + tmp_path.name
+    settings = Settings.from_environ(make_environ(
+        tmp_path / "state", INFRA_API_BACKEND_URL=postgres_server.url("store_down"),
+        INFRA_API_REQUEST_TIMEOUT="60", INFRA_API_TEMPORAL_ADDRESS=temporal_address,
+        INFRA_API_TASK_QUEUE=queue))
+    service = Service(settings)
+    service.start()
+    try:
+        client = falcon.testing.TestClient(infra_api.create_app(settings, operations=service))
+        assert client.simulate_get("/uuid").status_code == 200
+        _database_connections(postgres_server, "store_down", allowed=False)
+        try:
+            asked = time.monotonic()
+            result = client.simulate_get("/uuid")
+            waited = time.monotonic() - asked
+        finally:
+            _database_connections(postgres_server, "store_down", allowed=True)
+        assert (result.status_code, result.json["code"]) == (503, "store_unavailable"), \
+            result.text
+        assert waited < 30, f"answered after {waited:.0f} s of a 60 s request timeout"
+        running = f'WorkflowType = "Burn" AND ExecutionStatus = "Running" AND TaskQueue = "{queue}"'
+        wait_for(lambda: not asyncio.run(_workflow_ids(temporal_address, running)), timeout=90,
+                 what="the failed burn's workflow to end")
+    finally:
+        service.stop()
+
+
+def _database_connections(server, database: str, allowed: bool) -> None:
+    import psycopg
+
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}'
+                     .encode())
+        if not allowed:
+            conn.execute(b"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         b"WHERE datname = %s", (database,))
+
+
+async def _workflow_ids(address: str, query: str) -> list[str]:
+    client = await Client.connect(address)
+    return [execution.id async for execution in client.list_workflows(query)]
+
+
 def _answer_soon_on_a_broken_backend(settings: Settings, tmp_path) -> None:
     service = Service(settings)
     service.start()
