@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
+from infra.errors import SettingsError
 from infra.logs import GunicornLogger, dict_config
 from infra.settings import Settings
 
-# Validates every INFRA_API_* variable before gunicorn binds; a bad one stops start-up here.
-_settings = Settings.from_environ()
+# Validates every INFRA_API_* variable before gunicorn binds; a bad one stops start-up here,
+# in one line as `python infra_api.py` says it (gunicorn would print a traceback of any other
+# exception from this file; SystemExit it lets through).
+try:
+    _settings = Settings.from_environ()
+except SettingsError as _exc:
+    print(f"error: {_exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 # Workers are separate processes: prometheus_client's multiprocess mode lets /metrics in any
 # worker report the sum over all of them. It must be chosen before prometheus_client is

@@ -123,9 +123,16 @@ def load_program(path: Path) -> Program:
     project_file = path / "Pulumi.yaml"
     try:
         project = yaml.safe_load(project_file.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SettingsError("INFRA_API_PROGRAMS", str(path), f"a readable Pulumi.yaml ({exc})"
-                            ) from exc
+    except OSError as exc:
+        raise SettingsError("INFRA_API_PROGRAMS", str(path),
+                            f"a readable Pulumi.yaml ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise SettingsError("INFRA_API_PROGRAMS", str(path), "a UTF-8 Pulumi.yaml") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SettingsError("INFRA_API_PROGRAMS", str(path),
+                            f"a Pulumi.yaml that is valid YAML (parse error{where})") from exc
     if not isinstance(project, dict) or not isinstance(project.get("name"), str):
         raise SettingsError("INFRA_API_PROGRAMS", str(path), "a Pulumi.yaml with a name")
     raw_config = project.get("config") or {}

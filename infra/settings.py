@@ -263,7 +263,11 @@ def _backend(environ: Mapping[str, str], name: str) -> str | None:
     if raw == "":
         return None
     parts = urlsplit(raw)
-    postgres = parts.scheme in ("postgres", "postgresql") and bool(parts.hostname)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # not a number from 0 to 65535
+        port_ok = False
+    postgres = parts.scheme in ("postgres", "postgresql") and bool(parts.hostname) and port_ok
     if not (postgres or (parts.scheme == "file" and len(raw) > len("file://"))):
         raise SettingsError(name, redact_url(raw), "a file://<dir> or "
                             "postgres://user:password@host:port/dbname URL")

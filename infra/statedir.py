@@ -13,7 +13,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from infra.errors import StateDirError
+from infra.errors import SettingsError, StateDirError
 from infra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -26,10 +26,16 @@ def ensure_state_dir(settings: Settings) -> None:
     root = settings.state_dir
     try:
         _claim(root)
-        for directory in (settings.backend_dir, settings.pulumi_home, settings.work_dir):
+        for directory in (settings.backend_dir, settings.work_dir):
             directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StateDirError(root, f"unusable: {exc.strerror or exc}") from exc
+    try:  # under the state dir by default, but a setting of its own
+        settings.pulumi_home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError("INFRA_API_PULUMI_HOME", str(settings.pulumi_home),
+                            f"a directory this service can create ({exc.strerror or exc})"
+                            ) from exc
 
 
 def _claim(root: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from infra.backend import BackendProbe
 from infra.engine import Engine
-from infra.errors import EngineError, StateDirError
+from infra.errors import EngineError, SettingsError, StateDirError
 from infra.settings import Settings
 from infra.statedir import ensure_passphrase, ensure_state_dir, writable
 from infra.venv import ensure_venv, venv_name
@@ -46,7 +46,12 @@ def build_toolchain(settings: Settings, engine: Engine) -> Toolchain:
         "PULUMI_DIY_BACKEND_DISABLE_CHECKPOINT_BACKUPS": "true",
     }
     started = time.perf_counter()
-    venv = ensure_venv(settings.program_dir, settings.venv_dir)
+    try:
+        venv = ensure_venv(settings.program_dir, settings.venv_dir)
+    except OSError as exc:  # the venv dir itself cannot be made or locked
+        raise SettingsError("INFRA_API_VENV_DIR", str(settings.venv_dir),
+                            f"a directory this service can create and write "
+                            f"({exc.strerror or exc})") from exc
     logger.info("ensure_venv: %s (%.0f ms)", venv, (time.perf_counter() - started) * 1000)
     return Toolchain(venv=venv, env_vars=env_vars)
 

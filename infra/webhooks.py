@@ -77,6 +77,8 @@ def load_subscribers(path: Path | None) -> tuple[Subscriber, ...]:
     except OSError as exc:
         raise SettingsError(_VARIABLE, str(path), f"a readable file ({exc.strerror or exc})"
                             ) from exc
+    except UnicodeDecodeError as exc:
+        raise SettingsError(_VARIABLE, str(path), "a UTF-8 text file") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -92,8 +94,12 @@ def _subscriber(path: Path, index: int, entry: Any) -> Subscriber:
     if not isinstance(entry, dict):
         raise SettingsError(_VARIABLE, str(path), f"{where}: a mapping with url, events, secret")
     url = entry.get("url")
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        port_ok = parts is None or parts.port != 0  # .port raises for one that is no number
+    except ValueError:  # an unbalanced bracket, a bad port
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise SettingsError(_VARIABLE, str(path), f"{where}: an http(s) url")
     events = entry.get("events")
     if not isinstance(events, list) or not events:

@@ -100,9 +100,8 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None and not parts.query:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    # The netloc as given after its credentials (a port that is not a number stays as it is).
+    host = parts.netloc.rpartition("@")[2]
     user = f"{parts.username}:***@" if parts.password is not None else (
         f"{parts.username}@" if parts.username else "")
     query = "&".join(item if item.split("=", 1)[0] in _SAFE_QUERY else f"{item.split('=', 1)[0]}=***"

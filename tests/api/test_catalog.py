@@ -77,13 +77,14 @@ def test_json_schema_marks_required_keys_defaults_and_secrets(sandbox):
     ("name: p\nconfig:\n  n:\n    type: integer\n    default: many\n", "a default that is an integer"),
     ("name: p\nconfig:\n  n:\n    type: array\n    items:\n      type: object\n", "items of type"),
     ("config: {}\n", "a Pulumi.yaml with a name"),
-    ("name: [unclosed\n", "a readable Pulumi.yaml"),
+    ("name: [unclosed\n", "valid YAML (parse error at line 2)"),
+    (b"name: p\ndescription: caf\xe9\n", "a UTF-8 Pulumi.yaml"),
 ])
 def test_a_bad_program_stops_the_start_naming_the_problem(tmp_path, text, problem):
-    (tmp_path / "Pulumi.yaml").write_text(text)
+    (tmp_path / "Pulumi.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(SettingsError, match="INFRA_API_PROGRAMS") as info:
         load_program(tmp_path)
-    assert problem in str(info.value)
+    assert problem in str(info.value) and "\n" not in str(info.value)
 
 
 def test_two_programs_of_one_name_are_refused(tmp_path):

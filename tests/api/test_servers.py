@@ -105,6 +105,16 @@ def test_dev_server_rejects_a_bad_setting_at_startup(server_environ, tmp_path):
     assert "INFRA_API_PORT" in proc.stderr
 
 
+def test_gunicorn_rejects_a_bad_setting_in_one_line(server_environ):
+    env = {**os.environ, **server_environ, "INFRA_API_ENGINE": "terraform"}
+    proc = subprocess.run([PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: INFRA_API_ENGINE='terraform' is invalid: expected one of auto, cli, offline"], \
+        proc.stderr
+
+
 def test_gunicorn_answers_every_endpoint(gunicorn_server, server_environ):
     assert_all_endpoints_answer(gunicorn_server.base_url)
     assert_no_stack_left(server_environ)
@@ -138,6 +148,10 @@ def test_an_idle_half_sent_request_does_not_hold_the_stop(dev_server):
 @pytest.mark.parametrize(("setting", "message"), [
     ({"INFRA_API_HOST": "no-such-host.invalid"}, "cannot listen on no-such-host.invalid"),
     ({"INFRA_API_PROGRAM_DIR": "/nonexistent/program"}, "cannot serve"),
+    # Directories that cannot be made are named by their own settings, not taken for the port
+    # or the state dir.
+    ({"INFRA_API_VENV_DIR": "/proc/no-venvs"}, "INFRA_API_VENV_DIR='/proc/no-venvs'"),
+    ({"INFRA_API_PULUMI_HOME": "/proc/no-home"}, "INFRA_API_PULUMI_HOME='/proc/no-home'"),
 ])
 def test_start_up_failures_are_one_line_errors(server_environ, setting, message):
     env = {**os.environ, **server_environ, **setting}

@@ -61,6 +61,8 @@ def test_values_are_parsed(tmp_path):
     ("INFRA_API_BACKEND_URL", "s3://bucket"),
     ("INFRA_API_BACKEND_URL", "postgres:///db"),
     ("INFRA_API_BACKEND_URL", "file://"),
+    ("INFRA_API_BACKEND_URL", "postgres://u@127.0.0.1:99999/db"),  # port out of range
+    ("INFRA_API_BACKEND_URL", "postgres://u@127.0.0.1:abc/db"),
 ])
 def test_bad_value_names_the_variable(variable, value):
     with pytest.raises(SettingsError) as info:
@@ -195,3 +197,20 @@ def test_workflow_settings_are_parsed():
 def test_bad_workflow_settings_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_environ({name: value})
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    (b"\xff\xfe subscribers\n", "a UTF-8 text file"),
+    (b"subscribers:\n- {url: 'http://[::1/h', events: [stack.created], secret: s}\n",
+     "an http(s) url"),
+    (b"subscribers:\n- {url: 'http://h:99999/', events: [stack.created], secret: s}\n",
+     "an http(s) url"),
+])
+def test_a_bad_webhooks_file_is_a_one_line_error_naming_the_problem(tmp_path, text, problem):
+    from infra.webhooks import load_subscribers
+
+    hooks = tmp_path / "webhooks.yaml"
+    hooks.write_bytes(text)
+    with pytest.raises(SettingsError, match="INFRA_API_WEBHOOKS_FILE") as info:
+        load_subscribers(hooks)
+    assert problem in str(info.value) and "\n" not in str(info.value)
