@@ -11,6 +11,7 @@ import infra_api
 from infra.service import Service
 from infra.settings import Settings
 from tests.api.support import burner_stacks, make_environ
+from tests.harness import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,9 @@ def test_a_state_dir_that_cannot_be_written_gives_503_and_not_ready(tmp_path, ca
     service.start()
     try:
         client = falcon.testing.TestClient(infra_api.create_app(settings, operations=service))
-        assert client.simulate_get("/readyz").status_code == 200
+        # Ready once the worker's first poll reached Temporal (a loaded machine takes a moment).
+        wait_for(lambda: client.simulate_get("/readyz").status_code == 200, timeout=60,
+                 what="the service to be ready")
         # Where each stack's workspace goes can no longer be written.
         shutil.rmtree(settings.work_dir)
         settings.work_dir.write_text("")
