@@ -44,7 +44,7 @@ def _engine_stamp(python: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def install_root(root: Path | None = None) -> Path:
+def install_root(root: Path | str | None = None) -> Path:
     """Write ``<root>/bin/pulumi`` (default: a per-interpreter temp dir) and return root.
 
     Raises UnsafePathError (a PermissionError) if another user owns or can write to ``root``,
@@ -60,7 +60,7 @@ def install_root(root: Path | None = None) -> Path:
 
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         root = Path(tempfile.gettempdir()) / f"offline-pulumi-{os.getuid()}-{digest}"
-    root = owned_dir(root)
+    root = owned_dir(Path(root))
     bin_dir = owned_dir(root / "bin")
     # bin/pulumi is the native client where a C compiler builds it, else the Python launcher;
     # the native client hands every case it does not handle to bin/pulumi-launcher.
@@ -152,7 +152,7 @@ def _trusted_file(info: os.stat_result) -> bool:
             and not info.st_mode & 0o022)
 
 
-def pulumi_command(root: Path | None = None) -> PulumiCommand:
+def pulumi_command(root: Path | str | None = None) -> PulumiCommand:
     """A ``PulumiCommand`` that runs the offline engine (it never shadows a real pulumi)."""
     from pulumi.automation import PulumiCommand
 

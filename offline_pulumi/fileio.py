@@ -11,10 +11,24 @@ from typing import Any
 import orjson
 
 
+def temp_beside(path: Path) -> Path:
+    """A fresh temp name beside ``path`` for a write that ends in a rename (``is_temp``)."""
+    # Not tempfile.mkstemp: importing tempfile costs more than a whole checkpoint write.
+    return path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")
+
+
+def is_temp(name: str) -> bool:
+    """Whether a file name is one ``temp_beside`` made (other dot files are real data: a stack
+    may be named ``.hidden``)."""
+    head, _, tail = name.rpartition(".")
+    random = head.rpartition(".")[2]
+    return (name.startswith(".") and tail == "tmp" and len(random) == 16
+            and all(c in "0123456789abcdef" for c in random))
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to a temp file beside ``path`` and rename it into place."""
-    # Not tempfile.mkstemp: importing tempfile costs more than this whole write.
-    tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")
+    tmp = temp_beside(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileNotFoundError:

@@ -59,7 +59,8 @@ def _walk(value: Any, on_secret: Callable[[Any], Any]) -> Any:
         return {k: _walk(v, on_secret) for k, v in value.items()}
     if isinstance(value, list):
         return [_walk(v, on_secret) for v in value]
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+    # Of any size, as Go writes an integral double: 2**60 is 1152921504606846976, not 1.15e+18.
+    if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 

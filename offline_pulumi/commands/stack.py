@@ -129,7 +129,8 @@ def remove_stack(context: Context, ref: StackRef, force: bool, preserve_config: 
                            "actions:\n- Make sure that 'pulumi destroy' has been run\n- To "
                            "delete the stack and its resources, use 'pulumi stack rm --force'")
         backend.remove(ref)
-    if not preserve_config:
+    # The stack's config file is this project's only for a stack of this project.
+    if not preserve_config and ref.project == context.project.name:
         for suffix in ("yaml", "yml", "json"):
             (context.project.root / f"Pulumi.{ref.name}.{suffix}").unlink(missing_ok=True)
     if context.selected() == ref.fqn:

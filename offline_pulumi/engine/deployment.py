@@ -226,7 +226,9 @@ class Deployment(Ledger):
     def _apply(self, urn: str, request: Registration, old: Resource | None, op: str,
                create: Callable[[], tuple[str, dict[str, Any]]], provider_ref: str) -> Resource:
         """Create (or replace) a custom resource, recording the operation while it runs."""
-        draft = self._state(urn, request, "", request.inputs, old, provider_ref)
+        # A replacement is a new resource: created (and modified) now, as any create.
+        draft = self._state(urn, request, "", request.inputs, None if op == "replace" else old,
+                            provider_ref)
         if op == "replace" and old is not None and request.delete_before_replace:
             self._delete(old, op="delete-replaced", counted=False)
         started = time.monotonic()

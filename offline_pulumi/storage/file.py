@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from offline_pulumi.fileio import write_atomic
+from offline_pulumi.fileio import is_temp, temp_beside, write_atomic
 from offline_pulumi.storage import BlobNotFound, StorageError
 
 
@@ -42,7 +42,7 @@ class FileStorage:
             self.put(key, data)
 
     def list(self, prefix: str, delimiter: str | None = None) -> list[str]:
-        """Keys under ``prefix``; temp files of unfinished writes (dot files) are skipped."""
+        """Keys under ``prefix``; temp files of unfinished writes are skipped."""
         directory = prefix.rpartition("/")[0]
         keys: list[str] = []
         for rel, is_dir in _entries(self.root, directory):
@@ -50,7 +50,7 @@ class FileStorage:
                 continue
             if is_dir:
                 keys.extend([rel + "/"] if delimiter == "/" else self.list(rel + "/", delimiter))
-            elif not rel.rpartition("/")[2].startswith("."):
+            elif not is_temp(rel.rpartition("/")[2]):
                 keys.append(rel)
         return sorted(keys)
 
@@ -58,7 +58,7 @@ class FileStorage:
         """Hard-link ``src`` to a temp name and rename it over ``dst`` (atomic, no data copied)."""
         source, target = self.path(src), self.path(dst)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.urandom(8).hex()}.tmp")
+        tmp = temp_beside(target)
         try:
             os.link(source, tmp)
         except FileNotFoundError:

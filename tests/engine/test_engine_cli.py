@@ -144,3 +144,32 @@ def test_short_flags_mean_their_long_names(pulumi_bin, project, short, long):
     assert by_short.returncode == 0, by_short.stderr
     assert by_short.stdout == by_long.stdout
     json.loads(by_short.stdout)
+
+
+def test_a_stack_named_with_a_leading_dot_is_found_again(pulumi_bin, project):
+    assert run(pulumi_bin, project, "stack", "init", ".hidden").returncode == 0
+    assert run(pulumi_bin, project, "stack", "select", ".hidden").returncode == 0
+    listed = json.loads(run(pulumi_bin, project, "stack", "ls", "--json").stdout)
+    assert [s["name"] for s in listed] == [".hidden"]
+    again = run(pulumi_bin, project, "stack", "init", ".hidden")
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_removing_another_projects_stack_keeps_this_projects_config(pulumi_bin, project):
+    cwd, env = project
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    assert run(pulumi_bin, project, "config", "set", "keep", "me").returncode == 0
+    other = cwd.parent / "other"
+    other.mkdir()
+    (other / "Pulumi.yaml").write_text("name: otherproj\nruntime: python\n")
+    assert run(pulumi_bin, (other, env), "stack", "init", "dev").returncode == 0
+    removed = run(pulumi_bin, project, "stack", "rm", "--yes", "organization/otherproj/dev")
+    assert removed.returncode == 0, removed.stderr
+    assert (cwd / "Pulumi.dev.yaml").exists()
+    kept = run(pulumi_bin, project, "config", "get", "keep", "--stack", "dev")
+    assert kept.stdout.strip() == "me"
+
+
+def test_the_launcher_installs_under_a_root_given_as_text(tmp_path):
+    command = offline_pulumi.pulumi_command(str(tmp_path / "engine"))
+    assert Path(command.command) == tmp_path / "engine" / "bin" / "pulumi"

@@ -59,3 +59,13 @@ def test_a_secret_anywhere_in_a_snapshot_is_found() -> None:
 
 def test_text_that_only_looks_like_the_signature_is_not_a_secret() -> None:
     assert not values.contains_secret({"note": values.SIG, values.SIG: "not the secret sig"})
+
+
+def test_integral_numbers_of_any_size_become_ints_as_go_writes_them() -> None:
+    # Numbers arrive as doubles; Go writes an integral one in full, never as 1.15e+18.
+    normalised = values.normalise({"big": float(2**60), "small": 3.0, "half": 0.5,
+                                   "secret": values.secret(float(-(2**62)))})
+    assert normalised["big"] == 2**60 and isinstance(normalised["big"], int)
+    assert normalised["small"] == 3 and normalised["half"] == 0.5
+    assert normalised["secret"]["value"] == -(2**62)
+    assert dump_json(normalised["big"]) == "1152921504606846976"

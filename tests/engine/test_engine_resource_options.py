@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -346,10 +347,15 @@ def test_replace_forces_a_replacement(engine: Engine) -> None:
     stack = inline_stack(engine, two_strings_program)
     first = stack.up().outputs
     urn = state(engine, stack)["a"]["urn"]
+    created = {name: r["created"] for name, r in state(engine, stack).items()}
+    time.sleep(0.01)  # timestamps have microseconds
     result = stack.up(replace=[urn])
     assert result.summary.resource_changes == {"replace": 1, "same": 2}
     assert result.outputs["a"].value != first["a"].value
     assert result.outputs["b"].value == first["b"].value
+    # The replacement is a new resource, created now; the untouched one keeps its time.
+    before, after = created, {name: r["created"] for name, r in state(engine, stack).items()}
+    assert after["a"] > before["a"] and after["b"] == before["b"]
 
 
 def test_expect_no_changes_fails_an_update_that_changes(engine: Engine) -> None:
