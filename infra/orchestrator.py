@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from temporalio.client import (
 from temporalio.exceptions import (
     ActivityError,
     CancelledError,
+    WorkflowAlreadyStartedError,
 )
 from temporalio.exceptions import TimeoutError as StepTimeout
 from temporalio.service import RPCError, RPCStatusCode
@@ -87,6 +89,8 @@ TEARDOWN_GRACE_SECONDS = 5.0
 FAILURE_POLL_SECONDS = 2.0
 # Past the request deadline, how long the API waits for the cancel call and the phase lookup.
 CANCEL_SECONDS = 5.0
+# How long a create waits for the workflow of an ended stack of the same name to complete.
+PREVIOUS_STACK_SECONDS = 10.0
 # The workflow modules import only temporalio and the standard library, keep no state and do
 # no I/O; a replay test guards their determinism. The sandbox would cost every workflow task
 # several milliseconds of CPU on the burn path (it re-enters itself for each payload).
@@ -338,12 +342,26 @@ class Orchestrator:
         self._call(self._start_stack(order), CONNECT_SECONDS)
 
     async def _start_stack(self, order: StackOrder) -> None:
-        try:
-            await self._require_client().start_workflow(
-                StackWorkflow.run, order, id=stack_workflow_id(order.stack),
-                task_queue=self.settings.task_queue, request_eager_start=self.run_worker)
-        except RPCError as exc:
-            raise OrchestrationError(f"cannot start the stack's workflow: {exc.message}") from exc
+        client = self._require_client()
+        workflow_id = stack_workflow_id(order.stack)
+        for attempt in range(2):
+            try:
+                await client.start_workflow(
+                    StackWorkflow.run, order, id=workflow_id,
+                    task_queue=self.settings.task_queue, request_eager_start=self.run_worker)
+                return
+            except WorkflowAlreadyStartedError:
+                if attempt:
+                    raise OrchestrationError(f"the workflow of the previous stack named "
+                                             f"{order.stack} is still finishing") from None
+            except RPCError as exc:
+                raise OrchestrationError(f"cannot start the stack's workflow: {exc.message}"
+                                         ) from exc
+            # A stack of this name just ended: its operation is closed, and its workflow is
+            # only starting the webhook deliveries before it completes too.
+            with contextlib.suppress(TimeoutError, WorkflowFailureError, RPCError):
+                await asyncio.wait_for(client.get_workflow_handle(workflow_id).result(),
+                                       PREVIOUS_STACK_SECONDS)
 
     def submit(self, stack: str, request: OperationRequest) -> None:
         """Hand an accepted update or destroy to the stack's workflow."""

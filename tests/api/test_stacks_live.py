@@ -176,6 +176,17 @@ def test_a_stack_with_a_ttl_expires_and_the_expiry_is_an_operation(server, recei
     assert announced[2]["operation"]["id"] == kinds["expire"]["id"]
 
 
+def test_a_name_is_free_again_as_soon_as_its_stack_is_gone(server):
+    # The old stack's workflow may still be starting its webhook deliveries: the new create
+    # waits for it instead of failing.
+    for _ in range(2):
+        stack, operation = create(server, program="sandbox", config=SANDBOX, name="again")
+        assert finished(server, operation)["status"] == "succeeded"
+        status, _, accepted = call(server, "DELETE", f"/stacks/{stack}")
+        assert status == 202, accepted
+        assert finished(server, accepted["operation"]["id"])["status"] == "succeeded"
+
+
 def test_the_same_idempotency_key_returns_the_same_operation(server):
     key = {"Idempotency-Key": f"key-{time.time()}"}
     body = {"program": "sandbox", "config": SANDBOX, "ttl": 600}
