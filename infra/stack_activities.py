@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from infra import logs
 from infra.basic import Progress
 from infra.catalog import Catalog, Program
-from infra.errors import ConflictError, InfraError
+from infra.errors import ConflictError, InfraError, NotFoundError
 from infra.records import Records
 from infra.stack_workflow import (
     ANNOUNCE,
@@ -129,10 +129,16 @@ class StackActivities:
         subscriber = self.records.subscribers[item.subscriber]
         result = post(subscriber, item.event_id, item.event_type, item.body.encode())
         shown = redact_url(subscriber.url)
-        self.store.append_event(item.operation, "webhook", {
-            "subscriber": shown, "event": item.event_type, "event_id": item.event_id,
-            "attempt": attempt, "outcome": "succeeded" if result.ok else "failed",
-            "status": result.status})
+        try:
+            self.store.append_event(item.operation, "webhook", {
+                "subscriber": shown, "event": item.event_type, "event_id": item.event_id,
+                "attempt": attempt, "outcome": "succeeded" if result.ok else "failed",
+                "status": result.status})
+        except NotFoundError:
+            # The operation was forgotten (INFRA_API_EVENT_RETENTION) while its deliveries
+            # still retried: the attempt stands, and an accepted one must not be sent again.
+            logger.info("webhook %s: operation %s is forgotten; attempt %d not recorded",
+                        item.event_type, item.operation, attempt)
         if not result.ok:
             logger.warning("webhook %s to %s failed (attempt %d): %s", item.event_type, shown,
                            attempt, result.error)
