@@ -91,7 +91,8 @@ class BurnerActivities:
                 beat.raise_if_cancelled()
                 if self.local_results is not None:
                     self.local_results.fail(item.stack, exc)
-                raise failure(exc, progress) from exc
+                # The cause chain (the CLI output) stays out of Temporal: its log has it.
+                raise failure(exc, progress) from None
             beat.raise_if_cancelled()
         deliveries = None
         if burned.torn_down:

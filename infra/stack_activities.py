@@ -68,7 +68,8 @@ class StackActivities:
                                            item.secret_keys, item.create, progress)
             except InfraError as exc:
                 beat.raise_if_cancelled()
-                raise failure(exc, progress) from exc
+                # The cause chain (the CLI output) stays out of Temporal: its log has it.
+                raise failure(exc, progress) from None
             beat.raise_if_cancelled()
         masked = mask_outputs(outputs)
         self.store.update_stack(item.stack, outputs=masked, updated=time.time(),
@@ -90,7 +91,8 @@ class StackActivities:
                 self.steps.destroy(program.path, item.stack, clear_lock, progress)
             except InfraError as exc:
                 beat.raise_if_cancelled()
-                raise failure(exc, progress) from exc
+                # The cause chain (the CLI output) stays out of Temporal: its log has it.
+                raise failure(exc, progress) from None
         return {}
 
     @activity.defn(name=OPEN_OPERATION)

@@ -277,6 +277,21 @@ async def _history_bytes(address: str, namespace: str, workflow_id: str) -> byte
     return b"".join(event.SerializeToString() for event in history.events)
 
 
+def test_temporal_keeps_no_engine_output_of_a_failed_operation(live_service):
+    live_client = falcon.testing.TestClient(live_service.app())
+    # The sandbox program refuses more than 5 words when it runs: the engine prints why.
+    created = live_client.simulate_post("/stacks", json={
+        "program": "sandbox", "config": {"owner": "ann", "access_key": "k", "words": 9}})
+    assert created.status_code == 202, created.text
+    ended = _finished(live_client, created.json["operation"]["id"])
+    assert ended["error"] == {"code": "engine_error", "message": "the up step failed"}
+    stored = asyncio.run(_history_bytes(live_service.orchestrator.address,
+                                        live_service.settings.temporal_namespace,
+                                        f"stack-{created.json['stack']}"))
+    assert b"up failed for stack" in stored  # the failure's message stays readable
+    assert b"must be from 1 to 5" not in stored and b"Traceback" not in stored
+
+
 def test_temporal_keeps_no_secret_of_a_stack_only_ciphertext(live_service):
     live_client = falcon.testing.TestClient(live_service.app())
     secret = "s3cret-" + os.urandom(6).hex()
