@@ -67,6 +67,7 @@ from infra.stack_workflow import (
 )
 from infra.stacks import StackSteps
 from infra.store import OperationRecord, StoreError
+from infra.webhooks import POST_TIMEOUT_SECONDS
 from infra.workflows import (
     BurnFailure,
     BurnOrder,
@@ -74,6 +75,7 @@ from infra.workflows import (
     BurnWorkflow,
     DeliverWorkflow,
     ReapWorkflow,
+    delivery_queue,
     reported_failure,
 )
 
@@ -127,9 +129,10 @@ class Orchestrator:
         self._thread = threading.Thread(target=self._loop.run_forever, name="temporal-loop",
                                         daemon=True)
         self._client: Client | None = None
-        self._worker: Worker | None = None
-        self._worker_task: asyncio.Task[None] | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # The steps' worker, then the webhook attempts' (a task queue and slots of their own).
+        self._workers: list[Worker] = []
+        self._worker_tasks: list[asyncio.Task[None]] = []
+        self._executors: list[concurrent.futures.ThreadPoolExecutor] = []
         self._local_results = LocalResults()
 
     # -- life cycle ----------------------------------------------------------------------
@@ -154,28 +157,40 @@ class Orchestrator:
     async def _start_worker(self) -> None:
         assert self._client is not None
         settings = self.settings
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings.worker_concurrency, thread_name_prefix="activity")
         burns = BurnerActivities(self.burner, self.owner_status, self.handed_over, self.records,
                                  self._local_results)
         stacks = StackActivities(StackSteps(self.burner), self.catalog, self.records)
-        self._worker = Worker(
-            self._client, task_queue=settings.task_queue,
-            workflows=WORKFLOWS,
-            activities=burns.all() + stacks.all(),
-            activity_executor=self._executor,
+        self._start_one_worker(
+            settings.task_queue, settings.worker_concurrency, "activity",
+            workflows=WORKFLOWS, activities=burns.all() + stacks.all(),
             workflow_runner=WORKFLOW_RUNNER,
-            max_concurrent_activities=settings.worker_concurrency,
             # Cancellation reaches an activity with its next heartbeat: keep that prompt.
             max_heartbeat_throttle_interval=timedelta(seconds=1),
             default_heartbeat_throttle_interval=timedelta(seconds=1),
             # On shutdown, running steps get the time a request may take to finish.
             graceful_shutdown_timeout=timedelta(seconds=settings.request_timeout
                                                 + settings.cancel_grace))
-        self._worker_task = asyncio.ensure_future(self._worker.run())
+        deliveries = delivery_queue(settings.task_queue)
+        self._start_one_worker(
+            deliveries, settings.webhook_concurrency, "webhook",
+            activities=[stacks.deliver_webhook],
+            # An attempt ends within its POST timeout; one cut short is retried.
+            graceful_shutdown_timeout=timedelta(seconds=POST_TIMEOUT_SECONDS))
         await self._ensure_reaper_schedule()
-        logger.info("worker polling task queue %s (%d at once)", settings.task_queue,
-                    settings.worker_concurrency)
+        logger.info("worker polling task queue %s (%d at once) and %s (%d at once)",
+                    settings.task_queue, settings.worker_concurrency, deliveries,
+                    settings.webhook_concurrency)
+
+    def _start_one_worker(self, queue: str, slots: int, thread_names: str,
+                          **options: Any) -> None:
+        assert self._client is not None
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=slots,
+                                                         thread_name_prefix=thread_names)
+        worker = Worker(self._client, task_queue=queue, activity_executor=executor,
+                        max_concurrent_activities=slots, **options)
+        self._executors.append(executor)
+        self._workers.append(worker)
+        self._worker_tasks.append(asyncio.ensure_future(worker.run()))
 
     async def _ensure_reaper_schedule(self) -> None:
         assert self._client is not None
@@ -204,13 +219,13 @@ class Orchestrator:
                 self._thread.join(10)
         if not self._thread.is_alive() and not self._loop.is_closed():
             self._loop.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        for executor in self._executors:
+            executor.shutdown(wait=True)
 
     async def _stop(self) -> None:
-        if self._worker is not None:
+        if self._workers:
             logger.info("worker: draining running activities")
-            await self._worker.shutdown()
+            await asyncio.gather(*(worker.shutdown() for worker in self._workers))
             logger.info("worker: stopped")
 
     # -- the API's calls ---------------------------------------------------------------------

@@ -31,6 +31,7 @@ DEFAULT_CANCEL_GRACE = 10.0
 DEFAULT_TEMPORAL_NAMESPACE = "default"
 DEFAULT_TASK_QUEUE = "burner"
 DEFAULT_WORKER_CONCURRENCY = 8
+DEFAULT_WEBHOOK_CONCURRENCY = 8
 DEFAULT_MAX_TTL = 7 * 86400.0
 DEFAULT_EVENT_RETENTION = 7 * 86400.0
 # Durations above a day (TTL, retention) may go up to a year.
@@ -76,6 +77,9 @@ class Settings:
     task_queue: str = DEFAULT_TASK_QUEUE
     run_worker: bool = True
     worker_concurrency: int = DEFAULT_WORKER_CONCURRENCY
+    # Webhook attempts one worker runs at once, in slots of their own: an endpoint that hangs
+    # must not hold the slots stack operations need.
+    webhook_concurrency: int = DEFAULT_WEBHOOK_CONCURRENCY
     # A shared state backend (postgres://...) for a fleet; None: file:// in the state dir.
     # It may carry a password: never in repr, logs or errors (see backend_display).
     backend: str | None = dataclasses.field(default=None, repr=False)
@@ -141,6 +145,8 @@ class Settings:
             run_worker=_bool(environ, "INFRA_API_RUN_WORKER", True),
             worker_concurrency=_int(environ, "INFRA_API_WORKER_CONCURRENCY",
                                     DEFAULT_WORKER_CONCURRENCY, 1, 256),
+            webhook_concurrency=_int(environ, "INFRA_API_WEBHOOK_CONCURRENCY",
+                                     DEFAULT_WEBHOOK_CONCURRENCY, 1, 256),
             backend=_backend(environ, "INFRA_API_BACKEND_URL"),
             max_ttl=_float(environ, "INFRA_API_MAX_TTL", DEFAULT_MAX_TTL, _YEAR),
             webhooks_file=_optional_path(environ, "INFRA_API_WEBHOOKS_FILE"),

@@ -47,9 +47,9 @@ class StackActivities:
         self.metrics = steps.burner.metrics
 
     def all(self) -> list[Callable[..., object]]:
-        """Every activity, for the worker's registration."""
+        """Every activity but webhook attempts, which have a task queue of their own."""
         return [self.apply_stack, self.destroy_stack, self.open_operation, self.finish_operation,
-                self.announce, self.deliver_webhook]
+                self.announce]
 
     @activity.defn(name=APPLY, no_thread_cancel_exception=True)
     def apply_stack(self, item: ApplyInput) -> dict[str, Any]:

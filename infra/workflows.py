@@ -52,6 +52,12 @@ FINISH_OPERATION = "finish_operation"
 DELIVER = "deliver_webhook"
 
 
+def delivery_queue(task_queue: str) -> str:
+    """The task queue of webhook attempts: its own worker slots, so an endpoint that hangs
+    never holds the ones stack operations run in."""
+    return f"{task_queue}-webhooks"
+
+
 def typed_payloads(*classes: type) -> None:
     """Give payload dataclasses their annotations as types, not strings.
 
@@ -335,7 +341,8 @@ class DeliverWorkflow:
         """Deliver, retrying for up to a day."""
         await workflow.execute_activity(DELIVER, delivery, start_to_close_timeout=STEP_TIMEOUT,
                                         schedule_to_close_timeout=DELIVERY_PATIENCE,
-                                        retry_policy=DELIVERY_RETRY)
+                                        retry_policy=DELIVERY_RETRY,
+                                        task_queue=delivery_queue(workflow.info().task_queue))
 
 
 typed_payloads(BurnOrder, BurnInput, PhaseTime, BurnOutput, Outcome, Delivery, TeardownInput,

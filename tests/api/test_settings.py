@@ -175,11 +175,14 @@ def test_workflow_settings_are_parsed():
         "INFRA_API_TASK_QUEUE": "burner-eu",
         "INFRA_API_RUN_WORKER": "false",
         "INFRA_API_WORKER_CONCURRENCY": "3",
+        "INFRA_API_WEBHOOK_CONCURRENCY": "20",
     })
     assert settings.temporal_address == "temporal.internal:7233"
     assert (settings.temporal_namespace, settings.task_queue) == ("platform", "burner-eu")
     assert (settings.run_worker, settings.worker_concurrency) == (False, 3)
+    assert settings.webhook_concurrency == 20
     defaults = Settings.from_environ({})
+    assert (defaults.worker_concurrency, defaults.webhook_concurrency) == (8, 8)
     assert defaults.temporal_address is None
     assert (defaults.temporal_namespace, defaults.task_queue, defaults.run_worker) == (
         "default", "burner", True)
@@ -193,6 +196,7 @@ def test_workflow_settings_are_parsed():
     ("INFRA_API_TEMPORAL_NAMESPACE", "../x"),
     ("INFRA_API_RUN_WORKER", "maybe"),
     ("INFRA_API_WORKER_CONCURRENCY", "0"),
+    ("INFRA_API_WEBHOOK_CONCURRENCY", "257"),
 ])
 def test_bad_workflow_settings_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
