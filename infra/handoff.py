@@ -5,7 +5,8 @@ record. Through Temporal it would still wait for the activity's completion to re
 server, a new workflow task, the workflow's completion and the client's history poll: about
 20 ms. When the activity ran in the process whose request waits for it (the usual case: the
 workflow starts eagerly on the local worker), it hands the report over directly; the workflow
-still completes on its own. A request whose burn ran elsewhere waits for the workflow's result.
+still completes on its own. A request whose burn ran elsewhere waits for the workflow's result
+(or, past a grace, reads the burn's result from the workflow's history).
 
 A failed burn hands over its error too: the request still waits for the workflow (which
 tears the stack down before it fails), but not for a teardown that cannot finish soon.

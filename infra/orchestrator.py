@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
-from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
@@ -32,7 +32,9 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowHistory,
 )
+from temporalio.converter import DataConverter
 from temporalio.exceptions import (
     ActivityError,
     CancelledError,
@@ -69,8 +71,10 @@ from infra.stacks import StackSteps
 from infra.store import OperationRecord, StoreError
 from infra.webhooks import POST_TIMEOUT_SECONDS
 from infra.workflows import (
+    BURN,
     BurnFailure,
     BurnOrder,
+    BurnOutput,
     BurnReport,
     BurnWorkflow,
     DeliverWorkflow,
@@ -87,8 +91,8 @@ CONNECT_SECONDS = 30.0
 # How long a request whose burn failed waits for the teardown before it answers anyway (a
 # teardown normally takes well under a second; one against a broken backend retries for long).
 TEARDOWN_GRACE_SECONDS = 5.0
-# How often a request whose workflow outlives that grace asks it whether its burn failed.
-FAILURE_POLL_SECONDS = 2.0
+# How often a request whose workflow outlives that grace reads how its burn went.
+HISTORY_POLL_SECONDS = 2.0
 # Past the request deadline, how long the API waits for the cancel call and the phase lookup.
 CANCEL_SECONDS = 5.0
 # How long a create waits for the workflow of an ended stack of the same name to complete.
@@ -271,7 +275,7 @@ class Orchestrator:
             raise OrchestrationError(f"cannot start the workflow: {exc.message}") from exc
         logger.info("workflow started")
         try:
-            return await asyncio.wait_for(self._first_report(handle, stack),
+            return await asyncio.wait_for(self._first_report(handle, request.kind, stack),
                                           self.settings.request_timeout)
         except TimeoutError:
             phase = await self._cancel_at_deadline(handle)
@@ -281,53 +285,60 @@ class Orchestrator:
         except RPCError as exc:
             raise OrchestrationError(f"lost the workflow: {exc.message}") from exc
 
-    async def _first_report(self, handle: WorkflowHandle[Any, BurnReport], stack: str
-                            ) -> BurnReport:
+    async def _first_report(self, handle: WorkflowHandle[Any, BurnReport], kind: str,
+                            stack: str) -> BurnReport:
         """The burn's report from its activity, if that ran in this process, or else from the
         workflow's result. A failure is the workflow's, after its teardown, unless that
         teardown takes longer than TEARDOWN_GRACE_SECONDS: then the activity's own error,
-        handed over in this process or, from another worker, read from the workflow."""
+        handed over in this process or read from the workflow's history. A burn whose workflow
+        cannot finish (no worker is left to run it) is answered from that history too."""
         result = asyncio.ensure_future(handle.result())
         local = self._local_results.expect(stack)
-        remote = asyncio.ensure_future(self._reported_failure(handle, stack))
+        recorded = asyncio.ensure_future(self._recorded_outcome(handle, kind, stack))
         try:
-            waiters: set[asyncio.Future[Any]] = {result, local, remote}
+            waiters: set[asyncio.Future[Any]] = {result, local, recorded}
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if local.done() and local.exception() is None:
                 logger.debug("answered from the burn activity in this process")
                 return local.result()
-            if not result.done() and not remote.done():
+            if recorded.done() and recorded.exception() is None:
+                logger.info("answered from the burn's result in the workflow's history (no "
+                            "worker has completed the workflow yet)")
+                return recorded.result()
+            if not result.done() and not recorded.done():
                 await asyncio.wait({result}, timeout=TEARDOWN_GRACE_SECONDS)
             if not result.done():
                 logger.warning("the teardown after the failed burn is not done after %g s; "
                                "answering now, the workflow goes on tearing down",
                                TEARDOWN_GRACE_SECONDS)
-                return local.result() if local.done() else remote.result()  # the burn's error
+                return local.result() if local.done() else recorded.result()  # the burn's error
             return await result
         finally:
             self._local_results.forget(stack)
-            for waiter in (local, remote, result):
+            for waiter in (local, recorded, result):
                 if not waiter.done():
                     waiter.cancel()
                 elif not waiter.cancelled():
                     waiter.exception()  # answered above, or moot: either way, seen
 
-
-    async def _reported_failure(self, handle: WorkflowHandle[Any, BurnReport],
-                                stack: str) -> NoReturn:
-        """Raise the burn's own error once the workflow says it failed: asked after
-        TEARDOWN_GRACE_SECONDS, then every FAILURE_POLL_SECONDS (a burn that ran in another
-        process hands nothing over to this one)."""
+    async def _recorded_outcome(self, handle: WorkflowHandle[Any, BurnReport], kind: str,
+                                stack: str) -> BurnReport:
+        """The burn's outcome as the workflow's history holds it, asked after
+        TEARDOWN_GRACE_SECONDS, then every HISTORY_POLL_SECONDS: its report once it tore the
+        stack down itself, or its own error (raised). Reading the history needs no worker."""
+        converter = self._require_client().data_converter
         await asyncio.sleep(TEARDOWN_GRACE_SECONDS)
         while True:
             try:
-                failure = await handle.query(BurnWorkflow.failure)
-            except Exception as exc:  # no worker free to answer yet, say: ask again later
-                logger.debug("could not ask the workflow how its burn went: %r", exc)
-                failure = None
-            if failure is not None:
-                raise _step_error(failure, stack)
-            await asyncio.sleep(FAILURE_POLL_SECONDS)
+                outcome = await burn_outcome(await handle.fetch_history(), converter)
+            except RPCError as exc:
+                logger.debug("could not read the workflow's history: %s", exc.message)
+                outcome = None
+            if isinstance(outcome, BurnFailure):
+                raise _step_error(outcome, stack)
+            if outcome is not None:
+                return BurnReport(kind, stack, outcome.value, outcome.extras, outcome.phases)
+            await asyncio.sleep(HISTORY_POLL_SECONDS)
 
     async def _cancel_at_deadline(self, handle: WorkflowHandle[Any, Any]) -> str:
         """Cancel the workflow (it tears down by itself); return the phase it was in."""
@@ -493,11 +504,33 @@ def burn_operation_id(stack: str) -> str:
     return "op-" + stack.removeprefix(STACK_PREFIX)
 
 
+async def burn_outcome(history: WorkflowHistory, converter: DataConverter
+                       ) -> BurnOutput | BurnFailure | None:
+    """What the burn activity recorded: its output if it tore the stack down itself (then it
+    is all the workflow's report holds), its own failure, or None (not ended yet, or the
+    workflow still has to tear down or tell what happened)."""
+    scheduled = None
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if event.activity_task_scheduled_event_attributes.activity_type.name == BURN:
+                scheduled = event.event_id
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed = event.activity_task_completed_event_attributes
+            if completed.scheduled_event_id == scheduled:
+                (burned,) = await converter.decode(completed.result.payloads, [BurnOutput])
+                return burned if burned.torn_down else None
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            failed = event.activity_task_failed_event_attributes
+            if failed.scheduled_event_id == scheduled:
+                return reported_failure(await converter.decode_failure(failed.failure))
+    return None
+
+
 def _failure(exc: WorkflowFailureError, stack: str) -> InfraError:
     """The service error for a failed workflow: the provisioning step's own, as it reported it."""
     cause = exc.cause
     if isinstance(cause, ActivityError):
-        reported = reported_failure(cause)
+        reported = reported_failure(cause.cause)
         if reported is not None:
             return _step_error(reported, stack)
         inner = cause.cause

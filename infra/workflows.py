@@ -175,14 +175,6 @@ class BurnReport:
 class BurnWorkflow:
     """One burner stack: provision once, then destroy and remove it whatever happened."""
 
-    def __init__(self) -> None:
-        self._failure: BurnFailure | None = None
-
-    @workflow.query(name="burn_failure")
-    def failure(self) -> BurnFailure | None:
-        """The burn's own failure once it failed, while the teardown after it may still run."""
-        return self._failure
-
     @workflow.run
     async def run(self, order: BurnOrder) -> BurnReport:
         """Provision, read the value, tear down; fail with the provisioning error if any."""
@@ -201,7 +193,6 @@ class BurnWorkflow:
         except ActivityError as exc:
             needs_teardown = _may_have_created(exc)
             outcome = outcome_of(exc)
-            self._failure = reported_failure(exc)
             raise
         except asyncio.CancelledError:
             outcome = Outcome("cancelled", "cancelled", "cancelled at the request timeout")
@@ -246,9 +237,9 @@ def _may_have_created(exc: ActivityError) -> bool:
     return True
 
 
-def reported_failure(exc: ActivityError) -> BurnFailure | None:
-    """The failure a burn activity reported itself (None if it timed out or was cancelled)."""
-    cause = exc.cause
+def reported_failure(cause: BaseException | None) -> BurnFailure | None:
+    """The failure a burn activity reported itself, from the cause of its ActivityError (None
+    if it timed out or was cancelled)."""
     if isinstance(cause, ApplicationError) and cause.details:
         details: Any = cause.details[0]
         if isinstance(details, dict):
@@ -346,4 +337,4 @@ class DeliverWorkflow:
 
 
 typed_payloads(BurnOrder, BurnInput, PhaseTime, BurnOutput, Outcome, Delivery, TeardownInput,
-               TeardownOutput, BurnFailure, BurnReport, FinishInput)
+               TeardownOutput, BurnReport, FinishInput)

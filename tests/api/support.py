@@ -62,6 +62,7 @@ def burner_stacks(settings: Settings) -> list[str]:
 
 
 HANG_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "hang"
+PAUSE_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "pause"
 # A catalog program that creates one resource, then waits `seconds` (default: an hour).
 SLOW_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "slow"
 

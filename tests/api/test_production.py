@@ -7,6 +7,7 @@ import json
 import signal
 import time
 import urllib.request
+import uuid
 
 import psutil
 import pytest
@@ -18,6 +19,7 @@ from tests.api.support import (
     GUNICORN,
     HANG_PROGRAM,
     PASSPHRASE,
+    PAUSE_PROGRAM,
     assert_nothing_left,
     concurrently,
     leftovers,
@@ -109,6 +111,34 @@ def test_one_api_node_and_two_workers_share_the_work(tmp_path, temporal_address)
     assert "activity burn" not in api_log  # the API node runs no activity
     assert leftovers(Settings.from_environ(environ)) == CLEAN
     assert_nothing_left(tmp_path / "state")
+
+
+def test_the_last_worker_stopping_mid_burn_still_lets_the_request_answer(tmp_path,
+                                                                         temporal_address):
+    environ = make_environ(tmp_path / "state", INFRA_API_TEMPORAL_ADDRESS=temporal_address,
+                           INFRA_API_TASK_QUEUE="last-" + tmp_path.name,
+                           INFRA_API_PROGRAM_DIR=str(PAUSE_PROGRAM),
+                           INFRA_API_REQUEST_TIMEOUT="60")
+    worker = start_worker(environ, tmp_path / "worker.log")
+    api = {**environ, "INFRA_API_RUN_WORKER": "false", "INFRA_API_PORT": str(free_port())}
+    try:
+        with (running_server(GUNICORN, api, tmp_path / "api.log") as server,
+              concurrent.futures.ThreadPoolExecutor(1) as pool):
+            pending = pool.submit(get_json, server.base_url + "/uuid")
+            wait_for(lambda: pulumi_descendants(psutil.Process(worker.pid), "up"),
+                     what="the worker running up")
+            # SIGTERM: the worker finishes the burn, then exits; no worker is left to run the
+            # rest of the workflow, which only reports what the burn did.
+            log = stop_worker(worker)
+            assert "activity burn: succeeded" in log
+            status, body = pending.result(timeout=90)
+            api_log = server.output()
+    finally:
+        stop_worker(worker)
+    assert status == 200, body
+    assert "answered from the burn's result in the workflow's history" in api_log
+    assert (body["request"], str(uuid.UUID(body["response"]))) == ("uuid", body["response"])
+    assert leftovers(Settings.from_environ(environ)) == CLEAN
 
 
 def test_kill_9_of_the_worker_running_up_then_the_other_worker_tears_down(tmp_path,
