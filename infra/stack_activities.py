@@ -47,9 +47,10 @@ class StackActivities:
         self.metrics = steps.burner.metrics
 
     def all(self) -> list[Callable[..., object]]:
-        """Every activity but webhook attempts, which have a task queue of their own."""
+        """Every activity, for the worker's registration (webhook attempts run on a task queue
+        of their own, but one scheduled on this queue by an earlier release still runs)."""
         return [self.apply_stack, self.destroy_stack, self.open_operation, self.finish_operation,
-                self.announce]
+                self.announce, self.deliver_webhook]
 
     @activity.defn(name=APPLY, no_thread_cancel_exception=True)
     def apply_stack(self, item: ApplyInput) -> dict[str, Any]:
