@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, NamedTuple, TypeVar, get_type_hints
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -151,9 +151,9 @@ class TeardownOutput:
     deliveries: list[Delivery]
 
 
-@dataclasses.dataclass
-class BurnFailure:
-    """How a burn activity failed, as it reported it: its error code, phase and detail."""
+class BurnFailure(NamedTuple):
+    """How a burn activity failed, as it reported it: its error code, phase and detail. Read from
+    the activity's error in this process; it never crosses Temporal as a payload."""
 
     code: str
     phase: str
