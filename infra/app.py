@@ -134,7 +134,8 @@ class ProgramsResource:
             raise falcon.HTTPNotFound(description=f"no program named {program!r} in the catalog")
         resp.media = {"name": found.name, "description": found.description,
                       "config": {key.name: {"type": key.type, "description": key.description,
-                                            "default": key.default, "secret": key.secret,
+                                            "default": key.shown_default,
+                                            "secret": key.secret,
                                             "required": key.required,
                                             **({"items": key.items} if key.items else {})}
                                  for key in found.config},

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pulumi import automation as auto
@@ -122,11 +123,21 @@ class Progress:
 
 
 @functools.cache
+def _project(program_dir: Path) -> dict[str, Any]:
+    with open(program_dir / "Pulumi.yaml") as handle:
+        project: dict[str, Any] = yaml.safe_load(handle)
+    return project
+
+
 def project_name(program_dir: Path) -> str:
     """The project name in the program's own Pulumi.yaml."""
-    with open(program_dir / "Pulumi.yaml") as handle:
-        name: str = yaml.safe_load(handle)["name"]
-    return name
+    return str(_project(program_dir)["name"])
+
+
+def program_main(program_dir: Path) -> Path:
+    """Where the program's code is: its Pulumi.yaml's ``main:`` (a file or directory), or
+    beside it."""
+    return program_dir / str(_project(program_dir).get("main") or ".")
 
 
 def open_workspace(program_dir: Path, work_dir: Path, venv: Path, toolchain: Toolchain,
@@ -135,7 +146,7 @@ def open_workspace(program_dir: Path, work_dir: Path, venv: Path, toolchain: Too
     project_settings = auto.ProjectSettings(
         name=project_name(program_dir),
         runtime=auto.ProjectRuntimeInfo(name="python", options={"virtualenv": str(venv)}),
-        main=str(program_dir),
+        main=str(program_main(program_dir)),
     )
     return auto.LocalWorkspace(
         work_dir=str(work_dir),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,11 +20,13 @@ from typing import Any
 import yaml
 
 from infra.errors import ParameterError, SettingsError
-
-# How a secret value appears wherever the API shows config, outputs or errors.
-SECRET_MASK = "[secret]"
+from infra.masking import SECRET_MASK
 
 TYPES = ("string", "integer", "boolean", "array")
+# Pulumi's own rule for project names; the project name also names the stack's state.
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+# A config key as the engine's command line can set it (an `=` would split it there).
+_KEY_NAME = re.compile(r"(?:[A-Za-z0-9_.-]+:)?[A-Za-z0-9_.-]+")
 _JSON_TYPES = {"string": str, "integer": int, "boolean": bool}
 
 
@@ -43,14 +46,19 @@ class ConfigKey:
         """A key without a default must be given."""
         return self.default is None
 
+    @property
+    def shown_default(self) -> Any:
+        """The default as the API shows it: a secret one only as the mask."""
+        return SECRET_MASK if self.secret and self.default is not None else self.default
+
     def json_schema(self) -> dict[str, Any]:
-        """This key as a JSON Schema property."""
+        """This key as a JSON Schema property (a secret key's default is not shown)."""
         schema: dict[str, Any] = {"type": self.type}
         if self.items is not None:
             schema["items"] = {"type": self.items}
         if self.description:
             schema["description"] = self.description
-        if self.default is not None:
+        if self.default is not None and not self.secret:
             schema["default"] = self.default
         if self.secret:
             schema["writeOnly"] = True
@@ -135,6 +143,10 @@ def load_program(path: Path) -> Program:
                             f"a Pulumi.yaml that is valid YAML (parse error{where})") from exc
     if not isinstance(project, dict) or not isinstance(project.get("name"), str):
         raise SettingsError("INFRA_API_PROGRAMS", str(path), "a Pulumi.yaml with a name")
+    if not _PROJECT_NAME.fullmatch(project["name"]):
+        raise SettingsError("INFRA_API_PROGRAMS", str(path),
+                            "a project name of at most 100 letters, digits, '-', '_' and '.'")
+    _check_main(path, project.get("main"))
     raw_config = project.get("config") or {}
     if not isinstance(raw_config, dict):
         raise SettingsError("INFRA_API_PROGRAMS", str(path), "a config: block that is a mapping")
@@ -154,7 +166,23 @@ def load_catalog(paths: Sequence[Path]) -> dict[str, Program]:
     return catalog
 
 
-def _config_key(path: Path, name: str, spec: Any) -> ConfigKey:
+def _check_main(path: Path, main: Any) -> None:
+    if main is None:
+        return
+    inside = isinstance(main, str) and not Path(main).is_absolute() and (
+        (path / main).resolve().is_relative_to(path.resolve()))
+    if not inside or not (path / main).exists():
+        raise SettingsError("INFRA_API_PROGRAMS", str(path),
+                            "a main: that is a file or directory inside the program's directory")
+
+
+def _config_key(path: Path, name: Any, spec: Any) -> ConfigKey:
+    if not isinstance(name, str) or not _KEY_NAME.fullmatch(name):
+        # YAML reads `on:` as true and `123:` as a number: they need quotes to be names.
+        raise SettingsError("INFRA_API_PROGRAMS", str(path),
+                            f"config key {name!r} of {path / 'Pulumi.yaml'}: a name of letters, "
+                            "digits, '-', '_' and '.' (with one optional 'namespace:'), quoted "
+                            "where YAML would read it as a number or boolean")
     where = f"config key {name!r} of {path / 'Pulumi.yaml'}"
     if not isinstance(spec, dict):
         # The short form `key: value` is a default whose type is the value's.
@@ -164,10 +192,12 @@ def _config_key(path: Path, name: str, spec: Any) -> ConfigKey:
         raise SettingsError("INFRA_API_PROGRAMS", str(path), f"{where}: a type among {TYPES}")
     items = None
     if kind == "array":
-        items = (spec.get("items") or {}).get("type", "string")
+        declared = spec.get("items") or {}
+        items = declared.get("type", "string") if isinstance(declared, dict) else None
         if items not in _JSON_TYPES:
             raise SettingsError("INFRA_API_PROGRAMS", str(path),
-                                f"{where}: items of type string, integer or boolean")
+                                f"{where}: items: a mapping whose type is string, "
+                                "integer or boolean")
     key = ConfigKey(name, kind, str(spec.get("description") or ""), spec.get("default"),
                     bool(spec.get("secret", False)), items)
     if key.default is not None:

@@ -26,9 +26,10 @@ from infra.errors import (
     NotFoundError,
     ParameterError,
 )
+from infra.masking import mask_config
 from infra.settings import Settings
 from infra.stack_workflow import OperationRequest, StackOrder
-from infra.stacks import StackSteps, mask_config
+from infra.stacks import StackSteps
 from infra.store import FINAL, EventRecord, OperationRecord, StackRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class StackControl:
         if not fields:
             raise ParameterError("body", "{}", "at least one of config, ttl")
         stack = self._stack(name)
-        program = self._program(stack.program)
+        program = self._stack_program(stack)
         config = _config_object(fields.get("config", {}))
         known = {key.name: key for key in program.config}
         for key_name in sorted(config):
@@ -167,7 +168,7 @@ class StackControl:
             if self.settings.token is None:
                 raise ForbiddenError("secrets are revealed only when INFRA_API_TOKEN is set "
                                      "and the caller sent it")
-            program = self._program(record.program)
+            program = self._stack_program(record)
             logger.warning("revealing the outputs of %s", name)
             body["outputs"] = self.steps.outputs(program.path, name)
         return body
@@ -238,6 +239,13 @@ class StackControl:
             raise ParameterError("program", shown(name),
                                  "a program of the catalog: " + ", ".join(sorted(programs)))
         return programs[name]
+
+    def _stack_program(self, stack: StackRecord) -> Program:
+        program = self.catalog.programs().get(stack.program)
+        if program is None:
+            raise ConflictError(f"program {stack.program!r} of stack {stack.name!r} is no longer "
+                                "in the catalog: the stack can only be destroyed")
+        return program
 
     def _ttl(self, value: Any) -> float:
         seconds: float | None = None

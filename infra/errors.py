@@ -16,6 +16,7 @@
     ├── OverloadedError             503 overloaded: every burner slot of this process is busy
     └── EngineError                 502 engine_error: a Pulumi operation failed (output stays in the log)
         ├── ProgramEnvironmentError 502 engine_error: the program's virtualenv could not be built
+        ├── OutputsTooLargeError    502 outputs_too_large: a stack's outputs exceed what is kept
         └── DeadlineError           504 deadline_exceeded: the request timeout cancelled the operation
 
 Each class carries its HTTP ``status`` and a stable ``code``; ``infra.web`` maps them to
@@ -161,6 +162,8 @@ class EngineError(InfraError):
     status = 502
     code = "engine_error"
     title = "Pulumi engine error"
+    # Whether an operation's error repeats the detail (most hold engine output: log only).
+    detail_shown = False
 
     def __init__(self, phase: str, stack: str | None, detail: str) -> None:
         super().__init__(f"{phase} failed for stack {stack or '-'}: {detail}")
@@ -174,6 +177,18 @@ class ProgramEnvironmentError(EngineError):
 
     def __init__(self, detail: str) -> None:
         super().__init__("ensure_venv", None, detail)
+
+
+class OutputsTooLargeError(EngineError):
+    """Raised when a stack's outputs are too large to keep with its operation."""
+
+    code = "outputs_too_large"
+    title = "Outputs too large"
+    detail_shown = True
+
+    def __init__(self, stack: str, size: int, limit: int) -> None:
+        super().__init__("read_outputs", stack,
+                         f"the outputs take {size} bytes as JSON; at most {limit} are kept")
 
 
 class DeadlineError(EngineError):

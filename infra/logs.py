@@ -1,5 +1,6 @@
-"""Log context (request id and stack name on every line), an optional JSON line format, and
-the escaping of client-chosen values (also in gunicorn's access log)."""
+"""Log context (request id and stack name on every line), an optional JSON line format, the
+masking of the secrets a block works with, and the escaping of client-chosen values (also in
+gunicorn's access log)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ from typing import Any
 
 from gunicorn import glogging
 
+from infra.masking import mask_text
+
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 stack_name: contextvars.ContextVar[str] = contextvars.ContextVar("stack_name", default="-")
 # The workflow (operation) a line belongs to; a burner stack's workflow id is its stack name.
 operation: contextvars.ContextVar[str] = contextvars.ContextVar("operation", default="-")
+# Secret values in use (a stack's secret config): masked in every line, a traceback included.
+secrets: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("secrets", default=())
 
 TEXT_FORMAT = ("%(asctime)s [%(process)d] %(levelname)s %(name)s "
                "[req=%(request_id)s op=%(operation)s stack=%(stack)s]: %(message)s")
@@ -44,6 +49,17 @@ def bound(var: contextvars.ContextVar[str], value: str) -> Iterator[None]:
         var.reset(token)
 
 
+@contextmanager
+def masking(values: tuple[str, ...]) -> Iterator[None]:
+    """Mask ``values`` in every log line of a block (a program may print its secret config in
+    its own error, and the engine's output is logged)."""
+    token = secrets.set(values)
+    try:
+        yield
+    finally:
+        secrets.reset(token)
+
+
 class _EscapedAtoms(glogging.SafeAtoms):
     """gunicorn's access log values: it escapes only quotes, we escape control characters too."""
 
@@ -64,14 +80,25 @@ class GunicornLogger(glogging.Logger):
 
 
 class ContextFilter(logging.Filter):
-    """Adds ``request_id``, ``operation`` and ``stack`` to every record (``-`` where unknown)."""
+    """Adds ``request_id``, ``operation`` and ``stack`` to every record (``-`` where unknown),
+    and masks the secrets in use."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Annotate the record; never drops it."""
         record.request_id = request_id.get()
         record.stack = stack_name.get()
         record.operation = operation.get()
+        hidden = secrets.get()
+        if hidden:
+            record.msg, record.args = mask_text(record.getMessage(), hidden), None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = mask_text(record.exc_text, hidden)
         return True
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 class JsonFormatter(logging.Formatter):
@@ -89,7 +116,9 @@ class JsonFormatter(logging.Formatter):
             "stack": getattr(record, "stack", "-"),
             "message": record.getMessage(),
         }
-        if record.exc_info:
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
 

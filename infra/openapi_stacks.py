@@ -29,8 +29,9 @@ ERRORS = {
     ("403", "stacks"): "revealing secrets needs INFRA_API_TOKEN set and sent",
     ("404", "stacks"): "no such stack",
     ("404", "operations"): "no such operation (or forgotten after INFRA_API_EVENT_RETENTION)",
-    ("409", "stacks"): "the name is taken, or the stack runs another operation (`operation` "
-                       "names it)",
+    ("409", "stacks"): "the name is taken, the stack runs another operation (`operation` "
+                       "names it), or its program left the catalog (it can only be deleted)",
+    ("409", "reveal"): "the stack's program left the catalog: its outputs are not read",
     ("409", "cancel"): "the operation already ended, or is a destroy or an expiry (never "
                        "stopped half-way)",
     ("411", "stacks"): "a chunked body sent to the development server (`python infra_api.py`), "
@@ -175,8 +176,8 @@ def stack_paths(programs: Sequence[Program], max_ttl: float, respond: Respond,
             "get": {**operation("getStack", "One stack: config and outputs (secrets masked)", {
                 "200": respond("the stack", _ref("Stack")),
                 "400": error("400", "page"), "403": error("403", "stacks"),
-                "404": error("404", "stacks"), "502": error("502", "stacks"),
-                "503": error("503", "stacks")}),
+                "404": error("404", "stacks"), "409": error("409", "reveal"),
+                "502": error("502", "stacks"), "503": error("503", "stacks")}),
                 "parameters": [*stack, _query("show_secrets", {"type": "boolean"},
                                               "reveal secret outputs (needs INFRA_API_TOKEN)")]},
             "patch": {**operation("updateStack", "Update the stack's config or TTL (an up)", {

@@ -14,6 +14,7 @@ from infra import logs
 from infra.basic import Progress
 from infra.catalog import Catalog, Program
 from infra.errors import ConflictError, InfraError, NotFoundError
+from infra.masking import mask_config, secret_texts
 from infra.records import Records
 from infra.stack_workflow import (
     ANNOUNCE,
@@ -25,7 +26,7 @@ from infra.stack_workflow import (
     DestroyInput,
     OpenInput,
 )
-from infra.stacks import StackSteps, event_recorder, mask_config, mask_outputs
+from infra.stacks import StackSteps, event_recorder
 from infra.step_runner import failure, heartbeats, running
 from infra.store import OperationRecord
 from infra.webhooks import post
@@ -57,22 +58,21 @@ class StackActivities:
         """Create or update the stack with its whole config; return its outputs, masked."""
         program = self._program(item.program)
         self.records.start(item.operation)
-        secrets = [str(item.config[key]) for key in item.secret_keys if key in item.config]
+        secrets = secret_texts(item.config, item.secret_keys)
         progress = Progress(on_event=event_recorder(self.records.event_sink(item.operation),
                                                     secrets))
-        with (logs.bound(logs.request_id, item.request_id),
+        with (logs.bound(logs.request_id, item.request_id), logs.masking(secrets),
               running(self.metrics, APPLY, item.stack),
               heartbeats(item.stack, progress, self.settings.cancel_grace) as beat):
             progress.on_phase = lambda name: beat.raise_if_cancelled()
             try:
-                outputs = self.steps.apply(program.path, item.stack, item.config,
+                masked = self.steps.apply(program.path, item.stack, item.config,
                                            item.secret_keys, item.create, progress)
             except InfraError as exc:
                 beat.raise_if_cancelled()
                 # The cause chain (the CLI output) stays out of Temporal: its log has it.
                 raise failure(exc, progress) from None
             beat.raise_if_cancelled()
-        masked = mask_outputs(outputs)
         self.store.update_stack(item.stack, outputs=masked, updated=time.time(),
                                 config=mask_config(item.config, item.secret_keys),
                                 expires=item.expires)
@@ -81,7 +81,10 @@ class StackActivities:
     @activity.defn(name=DESTROY, no_thread_cancel_exception=True)
     def destroy_stack(self, item: DestroyInput) -> dict[str, Any]:
         """Destroy the stack's resources and remove it (gone already is a success)."""
-        program = self._program(item.program)
+        program = self.catalog.programs().get(item.program)
+        # A program that left the catalog still names its stacks' project: destroy reads
+        # the state, not the program, so its stacks can still go.
+        program_dir = program.path if program else self.steps.stand_in(item.program)
         self.records.start(item.operation)
         progress = Progress(on_event=event_recorder(self.records.event_sink(item.operation), ()))
         with (logs.bound(logs.request_id, item.request_id),
@@ -89,7 +92,7 @@ class StackActivities:
               heartbeats(item.stack, progress, self.settings.cancel_grace) as beat):
             clear_lock = item.clear_lock or activity.info().attempt > 1
             try:
-                self.steps.destroy(program.path, item.stack, clear_lock, progress)
+                self.steps.destroy(program_dir, item.stack, clear_lock, progress)
             except InfraError as exc:
                 beat.raise_if_cancelled()
                 # The cause chain (the CLI output) stays out of Temporal: its log has it.

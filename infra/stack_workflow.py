@@ -161,9 +161,16 @@ class StackWorkflow:
                                order.secret_keys, True, state.expires, order.request_id)
             outcome, outputs = await self._step(order.operation, APPLY, apply)
             if outcome.status != "succeeded":
-                # A create that failed or was cancelled leaves nothing behind.
-                await shielded(self._destroy_step(order, order.operation, clear_lock=True),
-                                order.stack)
+                # A create that failed or was cancelled leaves nothing behind, if it can.
+                try:
+                    await shielded(self._destroy_step(order, order.operation, clear_lock=True),
+                                   order.stack)
+                except ActivityError:
+                    # Its resources stay (a protected one, say): the create ends as failed,
+                    # the stack stays listed as failed, and DELETE can try again.
+                    await fan_out(await finish(FinishInput(order.operation, outcome, "failed")))
+                    await self._serve(state)
+                    return
                 await fan_out(await finish(FinishInput(order.operation, outcome, "gone")))
                 return
             await fan_out(await finish(FinishInput(order.operation, outcome, "ready",

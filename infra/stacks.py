@@ -2,7 +2,8 @@
 and what an operation's event stream shows of the engine's events.
 
 Secrets never leave here in the clear: secret config is set as Pulumi secrets (encrypted in
-the state), secret outputs come back masked, and engine messages have secret values masked.
+the state), outputs come back with every secret masked, nested ones too, and engine messages
+have secret values masked.
 """
 
 from __future__ import annotations
@@ -10,33 +11,29 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pulumi import automation as auto
 
 from infra import logs
 from infra.basic import Burner, Progress, create_stack, select_existing, up
-from infra.catalog import SECRET_MASK
+from infra.errors import OutputsTooLargeError
+from infra.masking import mask_outputs, mask_text
 
 logger = logging.getLogger(__name__)
 
 # The engine's colour markup, e.g. <{%reset%}>: meaningless outside a terminal.
 _COLOR_TAG = re.compile(r"<\{%[^%]*%\}>")
 
+# Outputs travel in workflow payloads, which Temporal caps at 2 MB (and warns from 512 KB).
+MAX_OUTPUTS_BYTES = 256 * 1024
+
 # What an operation's stream records: (event type, data) for one engine event.
 EventSink = Callable[[str, dict[str, Any]], None]
-
-
-def mask_config(config: Mapping[str, Any], secret_keys: Collection[str]) -> dict[str, Any]:
-    """The config with every secret key's value replaced by the mask."""
-    return {key: SECRET_MASK if key in secret_keys else value for key, value in config.items()}
-
-
-def mask_outputs(outputs: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
-    """The outputs with every secret value replaced by the mask."""
-    return {key: SECRET_MASK if output.secret else output.value for key, output in outputs.items()}
 
 
 def config_value(value: Any, secret: bool) -> auto.ConfigValue:
@@ -53,8 +50,9 @@ class StackSteps:
 
     def apply(self, program_dir: Path, stack_name: str, config: Mapping[str, Any],
               secret_keys: Collection[str], create: bool, progress: Progress
-              ) -> dict[str, auto.OutputValue]:
-        """Create (or select) the stack, set its whole config, ``up``; return its outputs.
+              ) -> dict[str, Any]:
+        """Create (or select) the stack, set its whole config, ``up``; return its outputs with
+        every secret masked.
 
         Raises EngineError naming the failed step.
         """
@@ -70,12 +68,29 @@ class StackSteps:
                 stack.set_all_config({key: config_value(value, key in secret_keys)
                                       for key, value in config.items()})
             with burner.step("up", progress):
-                return dict(up(stack, progress.on_event).outputs)
+                outputs = up(stack, progress.on_event).outputs
+            with burner.step("read_outputs", progress):
+                masked = mask_outputs(outputs, stack.export_stack())
+            size = len(json.dumps(masked))
+            if size > MAX_OUTPUTS_BYTES:
+                raise OutputsTooLargeError(stack_name, size, MAX_OUTPUTS_BYTES)
+            return masked
 
     def destroy(self, program_dir: Path, stack_name: str, clear_lock: bool,
                 progress: Progress) -> None:
         """Destroy the stack's resources and remove it (gone already is a success)."""
         self.burner.teardown(stack_name, clear_lock, progress, program_dir)
+
+    def stand_in(self, project: str) -> Path:
+        """A program directory for a stack whose program left the catalog: its project's
+        name, the burner program's requirements (a virtualenv that exists), nothing to run."""
+        settings = self.burner.settings
+        # The catalog admitted the name, so it is a safe path segment.
+        path = settings.state_dir / "retired-programs" / project
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "Pulumi.yaml").write_text(yaml.safe_dump({"name": project, "runtime": "python"}))
+        shutil.copyfile(settings.program_dir / "requirements.txt", path / "requirements.txt")
+        return path
 
     def outputs(self, program_dir: Path, stack_name: str) -> dict[str, Any] | None:
         """The stack's outputs with secrets in the clear (None if the stack is gone)."""
@@ -104,7 +119,7 @@ def translate(event: auto.EngineEvent, secrets: Collection[str]) -> tuple[str, d
             return None
         message = _COLOR_TAG.sub("", diagnostic.message).strip()
         return "diagnostic", {"severity": diagnostic.severity,
-                              "message": _mask_text(message, secrets),
+                              "message": mask_text(message, secrets),
                               "urn": diagnostic.urn}
     if event.summary_event is not None:
         summary = event.summary_event
@@ -119,13 +134,6 @@ def _step(step: str, metadata: Any) -> dict[str, Any]:
     urn = str(metadata.urn)
     return {"step": step, "op": str(getattr(metadata.op, "value", metadata.op)), "urn": urn,
             "type": metadata.type, "name": urn.rsplit("::", 1)[-1]}
-
-
-def _mask_text(text: str, secrets: Collection[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, SECRET_MASK)
-    return text
 
 
 def event_recorder(sink: EventSink, secrets: Collection[str]) -> auto.OnEvent:

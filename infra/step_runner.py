@@ -102,4 +102,6 @@ def failure(exc: InfraError, progress: Progress) -> ApplicationError:
     """The activity error the workflow and the API read: code, phase, and whether it created."""
     details = {"code": exc.code, "phase": progress.current, "created": progress.created,
                "status": exc.status, "detail": getattr(exc, "detail", str(exc))}
+    if getattr(exc, "detail_shown", False):
+        details["reason"] = details["detail"]
     return ApplicationError(str(exc), details, type=type(exc).__name__, non_retryable=True)

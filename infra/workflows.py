@@ -257,8 +257,9 @@ def outcome_of(exc: ActivityError) -> Outcome:
     if isinstance(cause, ApplicationError) and cause.details:
         details: Any = cause.details[0]
         if isinstance(details, dict):
+            reason = f": {details['reason']}" if details.get("reason") else ""
             return Outcome("failed", str(details.get("code", "engine_error")),
-                           f"the {details.get('phase', 'operation')} step failed")
+                           f"the {details.get('phase', 'operation')} step failed{reason}")
     if isinstance(cause, StepTimeout):
         return Outcome("failed", "engine_error", "the worker running it stopped responding")
     return Outcome("failed", "engine_error", "the operation failed")

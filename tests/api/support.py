@@ -40,20 +40,29 @@ def make_environ(state_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def all_stacks(settings: Settings) -> list[str]:
-    """Names of every stack in the settings' backend, listed through the Automation API."""
-    if settings.backend is None and not settings.backend_dir.exists():
-        return []
+def _workspace(settings: Settings, project: str) -> auto.LocalWorkspace:
     work_dir = settings.state_dir / "list-workspace"
     work_dir.mkdir(parents=True, exist_ok=True)
-    ws = auto.LocalWorkspace(
+    return auto.LocalWorkspace(
         work_dir=str(work_dir),
         pulumi_home=str(settings.pulumi_home),
         pulumi_command=select_engine(settings).command(),
         env_vars={"PULUMI_BACKEND_URL": settings.backend_url, "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE},
-        project_settings=auto.ProjectSettings(name=project_name(settings.program_dir), runtime="python"),
+        project_settings=auto.ProjectSettings(name=project, runtime="python"),
     )
-    return sorted(stack.name for stack in ws.list_stacks(include_all=True))
+
+
+def all_stacks(settings: Settings) -> list[str]:
+    """Names of every stack in the settings' backend, listed through the Automation API."""
+    if settings.backend is None and not settings.backend_dir.exists():
+        return []
+    workspace = _workspace(settings, project_name(settings.program_dir))
+    return sorted(stack.name for stack in workspace.list_stacks(include_all=True))
+
+
+def force_remove(settings: Settings, project: str, stack: str) -> None:
+    """Remove a stack that still has resources (a protected one), as an operator would."""
+    _workspace(settings, project).remove_stack(stack, force=True)
 
 
 def burner_stacks(settings: Settings) -> list[str]:
@@ -62,6 +71,7 @@ def burner_stacks(settings: Settings) -> list[str]:
 
 
 HANG_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "hang"
+AWKWARD_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "awkward"
 PAUSE_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "pause"
 # A catalog program that creates one resource, then waits `seconds` (default: an hour).
 SLOW_PROGRAM = PROJECT_ROOT / "tests" / "api" / "programs" / "slow"

@@ -75,7 +75,15 @@ def test_json_schema_marks_required_keys_defaults_and_secrets(sandbox):
 @pytest.mark.parametrize(("text", "problem"), [
     ("name: p\nconfig:\n  n:\n    type: float\n", "a type among"),
     ("name: p\nconfig:\n  n:\n    type: integer\n    default: many\n", "a default that is an integer"),
-    ("name: p\nconfig:\n  n:\n    type: array\n    items:\n      type: object\n", "items of type"),
+    ("name: p\nconfig:\n  n:\n    type: array\n    items:\n      type: object\n", "items: a mapping"),
+    ("name: p\nconfig:\n  n:\n    type: array\n    items: string\n", "items: a mapping"),
+    ("name: p\nconfig:\n  123:\n    type: string\n", "config key 123 of"),
+    ("name: p\nconfig:\n  on:\n    type: string\n", "config key True of"),
+    ("name: p\nconfig:\n  a=b:\n    type: string\n", "config key 'a=b' of"),
+    ("name: my project\n", "a project name of"),
+    ("name: a/b\n", "a project name of"),
+    ("name: p\nmain: ../elsewhere\n", "a main: that is a file or directory inside"),
+    ("name: p\nmain: missing\n", "a main: that is a file or directory inside"),
     ("config: {}\n", "a Pulumi.yaml with a name"),
     ("name: [unclosed\n", "valid YAML (parse error at line 2)"),
     (b"name: p\ndescription: caf\xe9\n", "a UTF-8 Pulumi.yaml"),
@@ -85,6 +93,15 @@ def test_a_bad_program_stops_the_start_naming_the_problem(tmp_path, text, proble
     with pytest.raises(SettingsError, match="INFRA_API_PROGRAMS") as info:
         load_program(tmp_path)
     assert problem in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_secret_default_is_never_shown(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text(
+        "name: p\nconfig:\n  key:\n    type: string\n    secret: true\n    default: s3cr3t\n")
+    program = load_program(tmp_path)
+    [key] = program.config
+    assert key.shown_default == "[secret]" and not key.required
+    assert "s3cr3t" not in json.dumps(program.json_schema())
 
 
 def test_two_programs_of_one_name_are_refused(tmp_path):

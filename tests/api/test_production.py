@@ -12,7 +12,7 @@ import uuid
 import psutil
 import pytest
 
-from infra.settings import Settings
+from infra.settings import PROJECT_ROOT, Settings
 from tests.api import checks
 from tests.api.support import (
     CLEAN,
@@ -20,8 +20,13 @@ from tests.api.support import (
     HANG_PROGRAM,
     PASSPHRASE,
     PAUSE_PROGRAM,
+    SLOW_PROGRAM,
+    all_stacks,
     assert_nothing_left,
+    call,
     concurrently,
+    create,
+    finished,
     leftovers,
     make_environ,
     processes_of,
@@ -201,6 +206,24 @@ def test_kill_9_of_the_whole_service_mid_up_then_a_restart_tears_down(server_env
         wait_for(lambda: leftovers(settings) == CLEAN, timeout=60, what="the teardown")
         assert time.monotonic() - restarted < 60
         assert f"stack={stack}]: activity teardown: succeeded" in server.output()
+
+
+def test_a_stack_whose_program_left_the_catalog_can_still_be_destroyed(server_environ, tmp_path):
+    sandbox = PROJECT_ROOT / "programs" / "sandbox"
+    before = {**server_environ, "INFRA_API_PROGRAMS": f"{SLOW_PROGRAM}:{sandbox}"}
+    with running_server(GUNICORN, before, tmp_path / "before.log") as server:
+        stack, operation = create(server, program="slow", config={"seconds": 0})
+        assert finished(server, operation)["status"] == "succeeded"
+
+    after = {**server_environ, "INFRA_API_PROGRAMS": str(sandbox)}
+    with running_server(GUNICORN, after, tmp_path / "after.log") as server:
+        status, _, body = call(server, "PATCH", f"/stacks/{stack}", {"config": {"seconds": 1}})
+        assert status == 409 and "no longer in the catalog" in body["description"], body
+        status, _, accepted = call(server, "DELETE", f"/stacks/{stack}")
+        assert status == 202, accepted
+        assert finished(server, accepted["operation"]["id"])["status"] == "succeeded"
+        assert call(server, "GET", f"/stacks/{stack}")[0] == 404
+    assert all_stacks(Settings.from_environ(after)) == []
 
 
 def test_kill_9_of_the_gunicorn_master_alone_stops_the_embedded_temporal_and_the_rest(

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +20,14 @@ import yaml
 from infra.settings import PROJECT_ROOT, Settings
 from infra.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 from tests.api.support import (
+    AWKWARD_PROGRAM,
     GUNICORN,
     SLOW_PROGRAM,
     all_stacks,
     call,
     create,
     finished,
+    force_remove,
     make_environ,
     post_chunked,
     read_stream,
@@ -34,6 +37,9 @@ from tests.harness import ServerProcess, free_port, running_server, wait_for
 pytestmark = pytest.mark.slow
 
 SANDBOX = {"owner": "ann", "access_key": "hunter2-key"}
+# The awkward program's secrets: each must stay out of every answer, event and log line.
+AWKWARD = {"token": "tok-5ecret-value", "keys": ["alpha-key-1", "beta-key-2"]}
+AWKWARD_SECRETS = ("tok-5ecret-value", "alpha-key-1", "beta-key-2")
 FLAKY_FAILURES = 3
 
 
@@ -84,8 +90,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
-           ) -> Iterator[ServerProcess]:
+def environ(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> dict[str, str]:
     root = tmp_path_factory.mktemp("stacks")
     hooks = root / "webhooks.yaml"
     hooks.write_text(yaml.safe_dump({"subscribers": [
@@ -95,19 +100,25 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
          "events": ["stack.created", "stack.destroyed", "stack.expiring", "operation.failed"],
          "secret": "steady-secret"},
     ]}))
-    environ = make_environ(root / "state", INFRA_API_HOST="127.0.0.1",
-                           INFRA_API_PORT=str(free_port()), INFRA_API_WEBHOOKS_FILE=str(hooks),
-                           INFRA_API_PROGRAMS=f"{PROJECT_ROOT / 'programs' / 'sandbox'}:"
-                                              f"{SLOW_PROGRAM}",
-                           INFRA_API_MAX_TTL="3600", INFRA_API_CANCEL_GRACE="5",
-                           INFRA_API_LOG_LEVEL="DEBUG")
-    with running_server(GUNICORN, environ, root / "server.log") as process:
+    return make_environ(root / "state", INFRA_API_HOST="127.0.0.1",
+                        INFRA_API_PORT=str(free_port()), INFRA_API_WEBHOOKS_FILE=str(hooks),
+                        INFRA_API_PROGRAMS=f"{PROJECT_ROOT / 'programs' / 'sandbox'}:"
+                                           f"{SLOW_PROGRAM}:{AWKWARD_PROGRAM}",
+                        INFRA_API_MAX_TTL="3600", INFRA_API_CANCEL_GRACE="5",
+                        INFRA_API_LOG_LEVEL="DEBUG")
+
+
+@pytest.fixture(scope="module")
+def server(environ: dict[str, str]) -> Iterator[ServerProcess]:
+    log_path = Path(environ["INFRA_API_STATE_DIR"]).parent / "server.log"
+    with running_server(GUNICORN, environ, log_path) as process:
         yield process
     # Every test destroyed what it made: the backend holds no stack at all.
     assert all_stacks(Settings.from_environ(environ)) == []
     # A secret config value never reached a log line, at DEBUG either.
-    log = (root / "server.log").read_text()
-    assert "activity apply_stack: succeeded" in log and "hunter2-key" not in log
+    log = log_path.read_text()
+    assert "activity apply_stack: succeeded" in log
+    assert [secret for secret in ("hunter2-key", *AWKWARD_SECRETS) if secret in log] == []
 
 
 def test_a_stack_is_created_followed_read_updated_and_deleted(server):
@@ -383,3 +394,75 @@ def test_a_failed_create_leaves_nothing_and_a_failed_update_leaves_the_stack_fai
 
     deleted = call(server, "DELETE", f"/stacks/{stack}")
     assert finished(server, deleted[2]["operation"]["id"])["status"] == "succeeded"
+
+
+def _everything_shown(server: ServerProcess, stack: str, operation: str) -> str:
+    """Every answer the API gives about a stack and its operation, as one text."""
+    _, _, events = call(server, "GET", f"/operations/{operation}/events?limit=100",
+                        headers={"Accept": "application/json"})
+    return json.dumps([call(server, "GET", f"/stacks/{stack}")[2],
+                       call(server, "GET", f"/operations/{operation}")[2],
+                       call(server, "GET", f"/operations?stack={stack}")[2], events])
+
+
+def test_a_secret_nested_inside_an_output_is_masked_where_it_sits(server):
+    stack, operation = create(server, program="awkward", config=AWKWARD)
+    ended = finished(server, operation)
+    assert ended["status"] == "succeeded", ended
+    assert ended["outputs"]["credentials"] == {"token": "[secret]", "user": "ann"}
+    assert ended["outputs"]["listed"] == ["plain", "[secret]"]
+    _, _, body = call(server, "GET", f"/stacks/{stack}")
+    assert body["outputs"] == ended["outputs"]
+    assert body["config"] == {"token": "[secret]", "keys": "[secret]", "fail": False,
+                              "protect": False, "output_kib": 0}
+    shown = _everything_shown(server, stack, operation)
+    assert [secret for secret in AWKWARD_SECRETS if secret in shown] == []
+
+    deleted = call(server, "DELETE", f"/stacks/{stack}")
+    assert finished(server, deleted[2]["operation"]["id"])["status"] == "succeeded"
+
+
+def test_a_program_that_quotes_its_secrets_in_its_error_leaks_none_of_them(server):
+    stack, operation = create(server, program="awkward", config={**AWKWARD, "fail": True})
+    ended = finished(server, operation)
+    assert ended["status"] == "failed" and ended["error"]["code"] == "engine_error", ended
+    _, _, page = call(server, "GET", f"/operations/{operation}/events?limit=100",
+                      headers={"Accept": "application/json"})
+    quoted = [event["data"]["message"] for event in page["events"]
+              if event["type"] == "diagnostic" and "refusing token" in event["data"]["message"]]
+    assert quoted and all("[secret]" in message for message in quoted)
+    shown = json.dumps(page) + server.output()
+    assert [secret for secret in AWKWARD_SECRETS if secret in shown] == []
+    # The failure is in the log, with the secrets masked.
+    assert "refusing token [secret] and keys [secret] [secret]" in server.output()
+    assert call(server, "GET", f"/stacks/{stack}")[0] == 404
+
+
+def test_outputs_too_large_to_keep_fail_the_create_saying_so(server):
+    stack, operation = create(server, program="awkward", config={**AWKWARD, "output_kib": 300})
+    ended = finished(server, operation)
+    assert ended["status"] == "failed", ended
+    assert ended["error"]["code"] == "outputs_too_large"
+    assert "at most 262144 are kept" in ended["error"]["message"]
+    # The create's resources went with it.
+    assert call(server, "GET", f"/stacks/{stack}")[0] == 404
+
+
+def test_a_create_whose_teardown_fails_ends_failed_and_delete_can_try_again(server, environ):
+    stack, operation = create(server, program="awkward", config={**AWKWARD, "protect": True})
+    ended = finished(server, operation)
+    assert ended["status"] == "failed" and ended["error"]["code"] == "engine_error", ended
+    # The protected resource could not go: the stack stays, failed, and is not busy.
+    _, _, body = call(server, "GET", f"/stacks/{stack}")
+    assert body["status"] == "failed" and body["last_operation"] == operation
+    status, _, accepted = call(server, "DELETE", f"/stacks/{stack}")
+    assert status == 202, accepted
+    destroy = finished(server, accepted["operation"]["id"])
+    assert destroy["status"] == "failed" and destroy["error"]["code"] == "engine_error"
+
+    # Once an operator removed it from the backend, a DELETE ends the stack for good.
+    force_remove(Settings.from_environ(environ), "awkward", stack)
+    status, _, accepted = call(server, "DELETE", f"/stacks/{stack}")
+    assert status == 202, accepted
+    assert finished(server, accepted["operation"]["id"])["status"] == "succeeded"
+    assert call(server, "GET", f"/stacks/{stack}")[0] == 404
