@@ -57,6 +57,8 @@ class StackSteps:
         Raises EngineError naming the failed step.
         """
         burner = self.burner
+        with logs.bound(logs.stack_name, stack_name), burner.step("ensure_venv", progress):
+            burner.venv(program_dir)
         with (logs.bound(logs.stack_name, stack_name),
               burner.workspace(stack_name, program_dir) as workspace):
             with burner.step("create_stack" if create else "select", progress):

@@ -37,7 +37,8 @@ def ensure_venv(program_dir: Path, venv_root: Path) -> Path:
     try:
         dest = venv_root / venv_name(program_dir)
     except OSError as exc:
-        raise ProgramEnvironmentError(f"cannot read the program's requirements: {exc}") from exc
+        raise ProgramEnvironmentError(f"cannot read the requirements of {program_dir}: {exc}"
+                                      ) from exc
     with _built_lock:
         if dest in _built:
             return _built[dest]
@@ -69,9 +70,9 @@ def _build(program_dir: Path, venv_root: Path, dest: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=venv_root))
     try:
         python = tmp / "bin" / "python"
-        _run([sys.executable, "-m", "venv", str(tmp)])
+        _run([sys.executable, "-m", "venv", str(tmp)], program_dir)
         _run([str(python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-              "-r", str(program_dir / "requirements.txt")])
+              "-r", str(program_dir / "requirements.txt")], program_dir)
         # The rename publishes the venv in one step: readers see all of it or nothing.
         os.rename(tmp, dest)
     except BaseException:
@@ -80,16 +81,19 @@ def _build(program_dir: Path, venv_root: Path, dest: Path) -> None:
     logger.info("program virtualenv ready: %s", dest)
 
 
-def _run(argv: Sequence[str]) -> None:
+def _run(argv: Sequence[str], program_dir: Path) -> None:
     logger.debug("running %s", " ".join(argv))
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False,
                               stdin=subprocess.DEVNULL)
     except OSError as exc:
-        raise ProgramEnvironmentError(f"cannot run {argv[0]}: {exc}") from exc
+        raise ProgramEnvironmentError(f"cannot build the virtualenv of {program_dir}: cannot run "
+                                      f"{argv[0]}: {exc}") from exc
     for line in (proc.stdout + proc.stderr).splitlines():
         logger.debug("venv | %s", line)
     if proc.returncode != 0:
         logger.error("%s exited with %d:\n%s\n%s", " ".join(argv), proc.returncode,
                      proc.stdout, proc.stderr)
-        raise ProgramEnvironmentError(f"{' '.join(argv[:4])} exited with {proc.returncode}")
+        raise ProgramEnvironmentError(f"cannot build the virtualenv of {program_dir}: "
+                                      f"{' '.join(argv[1:4])} exited with {proc.returncode} "
+                                      "(the log has its output)")

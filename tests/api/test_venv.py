@@ -52,6 +52,8 @@ def test_failed_build_is_a_program_environment_error_and_leaves_nothing(tiny_pro
 
     (tiny_program / "requirements.txt").write_text("--this-is-not-a-pip-option\n")
     root = tmp_path / "venvs"
-    with pytest.raises(ProgramEnvironmentError):
+    with pytest.raises(ProgramEnvironmentError) as info:
         venv.ensure_venv(tiny_program, root)
+    assert f"cannot build the virtualenv of {tiny_program}: -m pip install exited with" in str(
+        info.value)
     assert [p.name for p in root.iterdir() if not p.name.endswith(".lock")] == []
