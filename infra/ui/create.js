@@ -5,28 +5,34 @@ import { TTL_CHOICES, clearErrors, configFields, field, readConfig, showError } 
 
 const program = param("program") || "";
 
+// The form's own controls, kept apart from the config fields (a key may be named "name" too).
+const nameInput = h("input", { type: "text", autocomplete: "off", spellcheck: "false" });
+const ttlSelect = h("select", {}, TTL_CHOICES.map(([seconds, text]) => h("option", { value: seconds, text })));
+ttlSelect.value = "3600";
+
 function nameField() {
   const label = (id) => h("label", { for: id }, "Stack name ", h("span", { class: "type", text: "(optional)" }));
-  return field("name", label, h("input", { type: "text", autocomplete: "off", spellcheck: "false" }),
-    "Leave empty for a generated name.");
+  return field("name", label, nameInput, "Leave empty for a generated name.");
 }
 
 function ttlField() {
   const label = (id) => h("label", { for: id }, "Time to live ", h("span", { class: "type", text: "(then it is destroyed)" }));
-  const select = h("select", {}, TTL_CHOICES.map(([seconds, text]) => h("option", { value: seconds, text })));
-  select.value = "3600";
-  return field("ttl", label, select, "The stack is destroyed by itself when this runs out.");
+  return field("ttl", label, ttlSelect, "The stack is destroyed by itself when this runs out.");
 }
 
 async function submit(event) {
   event.preventDefault();
   const form = event.currentTarget;
+  // A second submission would create a second stack (each one has its own key).
+  if (form.getAttribute("aria-busy") === "true") {
+    return;
+  }
   const button = document.getElementById("submit");
   const formError = document.getElementById("form-error");
   clearErrors(form);
   formError.textContent = "";
-  const body = { program, config: readConfig(form), ttl: Number(form.elements.ttl.value) };
-  const name = form.elements.name.value.trim();
+  const body = { program, config: readConfig(form), ttl: Number(ttlSelect.value) };
+  const name = nameInput.value.trim();
   if (name) {
     body.name = name;
   }

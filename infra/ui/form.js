@@ -9,27 +9,29 @@ export const TTL_CHOICES = [
   [24 * 3600, "1 day"],
 ];
 
-function fieldId(name) {
-  return `field-${name.replace(/[^A-Za-z0-9_-]/g, "_")}`;
-}
-
 // One labelled field: the label names the type, the help gives description and default,
-// and an empty error paragraph waits for the server's message.
-export function field(name, label, control, help) {
-  const id = fieldId(name);
+// and an empty error paragraph waits for the server's message. A `scope` ("config") keeps a
+// config key apart from the form's own fields: a key may well be called "name" or "ttl".
+export function field(name, label, control, help, scope = null) {
+  const id = `${scope || "field"}-${encodeURIComponent(name)}`;
   control.id = id;
-  control.name = name;
+  control.name = scope ? `${scope}.${name}` : name;
   control.setAttribute("aria-describedby", `${id}-help ${id}-error`);
   const isCheck = control.type === "checkbox";
-  return h("div", { class: "field", "data-field": name },
+  return h("div", { class: "field", "data-field": control.name },
     isCheck ? h("div", { class: "check" }, control, label(id)) : [label(id), control],
     h("p", { class: "help", id: `${id}-help`, text: help }),
     h("p", { class: "error", id: `${id}-error` }));
 }
 
+// /programs/{program} names an array's element type as a plain string ("integer").
+function itemType(key) {
+  return key.items || "string";
+}
+
 function typeText(key) {
   if (key.type === "array") {
-    return `array of ${key.items?.type || "string"}, comma-separated`;
+    return `array of ${itemType(key)}, comma-separated`;
   }
   return key.type;
 }
@@ -38,23 +40,26 @@ function defaultText(key) {
   if (key.default === null || key.default === undefined) {
     return key.required ? "Required." : "No default.";
   }
-  return `Default: ${Array.isArray(key.default) ? key.default.join(", ") : describe(key.default)}.`;
+  if (key.secret) {
+    return "Has a default, not shown: leave empty to keep it.";
+  }
+  return `Default: ${asText(key.default)}.`;
 }
 
 function asText(value) {
   if (value === null || value === undefined) {
     return "";
   }
-  return Array.isArray(value) ? value.join(", ") : describe(value);
+  return Array.isArray(value) ? value.map(describe).join(", ") : describe(value);
 }
 
-// Fields for every config key. `current` (an update) prefills from the stack's config, and a
-// secret is then left empty, meaning "keep it".
+// Fields for every config key. `current` (an update) prefills from the stack's config. A
+// secret is never shown (a password field left empty: its default, or on an update "keep it").
 export function configFields(config, current = null) {
   return Object.entries(config).map(([name, key]) => {
     const value = current ? current[name] : key.default;
     let control;
-    if (key.type === "boolean") {
+    if (key.type === "boolean" && !key.secret) {
       control = h("input", { type: "checkbox" });
       control.checked = value === true || value === "true";
     } else {
@@ -71,14 +76,20 @@ export function configFields(config, current = null) {
     }
     control.dataset.configKey = name;
     control.dataset.type = key.type;
-    if (key.items?.type) {
-      control.dataset.items = key.items.type;
+    if (key.secret) {
+      control.dataset.secret = "true";
+    }
+    if (key.type === "array") {
+      control.dataset.items = itemType(key);
+    }
+    if (key.default !== null && key.default !== undefined) {
+      control.dataset.default = JSON.stringify(key.default);
     }
     control.dataset.initial = control.type === "checkbox" ? String(control.checked) : control.value;
     const label = (id) => h("label", { for: id },
       name, " ", h("span", { class: "type", text: `(${typeText(key)}${key.secret ? ", secret" : ""}${key.required ? ", required" : ""})` }));
     const help = [key.description, defaultText(key)].filter(Boolean).join(" ");
-    return field(name, label, control, help);
+    return field(name, label, control, help, "config");
   });
 }
 
@@ -90,11 +101,35 @@ function convert(text, type) {
   if (type === "number" && trimmed !== "" && !Number.isNaN(Number(trimmed))) {
     return Number(trimmed);
   }
+  if (type === "boolean" && /^(true|false)$/i.test(trimmed)) {
+    return trimmed.toLowerCase() === "true";
+  }
   // Anything else goes as typed: the server says what is wrong with it.
   return trimmed;
 }
 
-// The config the form holds. `changedOnly`: only what differs from the prefilled values.
+// What an empty text field sends, if anything. A secret left empty keeps its default (or, on
+// an update, its value). Otherwise a create leaves the key to its default, while an update
+// must send the cleared value: the API keeps a key it is not sent and refuses null.
+function emptied(control, update) {
+  const { type } = control.dataset;
+  if (control.dataset.secret) {
+    return undefined;
+  }
+  if (type === "array") {
+    return [];
+  }
+  if (!update) {
+    return undefined;
+  }
+  if (type === "string") {
+    return "";
+  }
+  // A number cannot be empty: back to the default, or "" for the server to refuse.
+  return control.dataset.default === undefined ? "" : JSON.parse(control.dataset.default);
+}
+
+// The config the form holds. `changedOnly` (an update): only what differs from the prefill.
 export function readConfig(form, { changedOnly = false } = {}) {
   const config = {};
   for (const control of form.querySelectorAll("[data-config-key]")) {
@@ -103,13 +138,19 @@ export function readConfig(form, { changedOnly = false } = {}) {
     if (changedOnly && raw === control.dataset.initial) {
       continue;
     }
+    let value;
     if (control.type === "checkbox") {
-      config[name] = control.checked;
+      value = control.checked;
+    } else if (raw.trim() === "") {
+      value = emptied(control, changedOnly);
     } else if (control.dataset.type === "array") {
-      config[name] = raw.split(",").map((item) => item.trim()).filter(Boolean)
+      value = raw.split(",").map((item) => item.trim()).filter(Boolean)
         .map((item) => convert(item, control.dataset.items));
-    } else if (raw.trim() !== "") {
-      config[name] = convert(raw, control.dataset.type);
+    } else {
+      value = convert(raw, control.dataset.type);
+    }
+    if (value !== undefined) {
+      config[name] = value;
     }
   }
   return config;
@@ -124,12 +165,30 @@ export function clearErrors(form) {
   }
 }
 
+// The control a 400's "parameter" names. When a config key shares its name with one of the
+// form's own fields, the key is meant (the API checks the config first) unless only the own
+// field holds the refused value.
+function refusedControl(form, body) {
+  const name = body?.parameter;
+  if (!name) {
+    return null;
+  }
+  const controls = [...form.elements];
+  const own = controls.find((control) => control.name === name && !("configKey" in control.dataset));
+  const key = controls.find((control) => control.dataset.configKey === name);
+  if (own && key) {
+    const holds = (control) => control.value.trim() === body.value;
+    return holds(own) && !holds(key) ? own : key;
+  }
+  return own || key || null;
+}
+
 // Put an API error next to the field its "parameter" names; else in `fallback`. Returns the
 // field's name when one was found.
 export function showError(form, err, fallback) {
-  const name = err.body?.parameter;
-  const control = name ? form.querySelector(`[name="${CSS.escape(name)}"]`) : null;
+  const control = refusedControl(form, err.body);
   if (control) {
+    const name = err.body.parameter;
     const message = err.body.description || err.message;
     document.getElementById(`${control.id}-error`).textContent = message;
     control.setAttribute("aria-invalid", "true");

@@ -5,6 +5,8 @@ import { announce, api, formatDuration, h, outputsList, param, token } from "./a
 const id = param("id") || "";
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const EVENT_TYPES = ["status", "resource", "diagnostic", "summary", "webhook"];
+// The API refuses to cancel a destroy or an expiry: stopping half-way would leave resources.
+const UNCANCELLABLE = new Set(["destroy", "expire"]);
 const list = document.getElementById("events");
 const cancelButton = document.getElementById("cancel");
 const planned = new Set();
@@ -14,6 +16,7 @@ let source = null;
 let finished = false;
 let retryDelay = 1000;
 let dropped = false;
+let cancellable = false;
 
 function line(seq, time, text, kind = "") {
   const stamp = time ? new Date(time).toLocaleTimeString() : "";
@@ -40,19 +43,20 @@ function showOperation(operation) {
     ...fact("Operation", operation.id), ...fact("Stack", operation.stack),
     ...fact("Program", operation.program), ...fact("Status", operation.status),
     ...fact("Created", operation.created));
-  cancelButton.hidden = FINAL.has(operation.status);
+  cancellable = !UNCANCELLABLE.has(operation.kind);
+  cancelButton.hidden = !cancellable || FINAL.has(operation.status);
 }
 
 async function finish(status) {
   finished = true;
   source?.close();
   cancelButton.hidden = true;
+  const error = document.getElementById("error");
   try {
     const { data } = await api("GET", `/operations/${encodeURIComponent(id)}`);
     showOperation(data);
-    if (data.error) {
-      document.getElementById("error").textContent = `${data.error.code}: ${data.error.message}`;
-    }
+    // What went wrong on the way (a refused cancel, say) is over: only the outcome stays.
+    error.textContent = data.error ? `${data.error.code}: ${data.error.message}` : "";
     if (data.started && data.finished) {
       const took = durationText((Date.parse(data.finished) - Date.parse(data.started)) / 1000);
       document.getElementById("duration").textContent = `Duration: ${took}, from start to ${status}.`;
@@ -60,7 +64,7 @@ async function finish(status) {
     document.getElementById("outputs").replaceChildren(
       h("h3", { text: "Outputs" }), outputsList(data.outputs));
   } catch (err) {
-    document.getElementById("error").textContent = err.message;
+    error.textContent = err.message;
   }
   document.getElementById("result").hidden = false;
   announce(`Operation ${status}.`);
@@ -80,7 +84,7 @@ function handle(type, seq, time, data) {
     if (FINAL.has(data.status)) {
       finish(data.status);
     } else {
-      cancelButton.hidden = false;
+      cancelButton.hidden = !cancellable;
       announce(`Operation ${data.status}.`);
     }
   } else if (type === "resource") {
@@ -197,12 +201,14 @@ function reconnectLater(why) {
 }
 
 async function cancel() {
+  const error = document.getElementById("error");
+  error.textContent = "";
   cancelButton.disabled = true;
   try {
     await api("POST", `/operations/${encodeURIComponent(id)}/cancel`);
     announce("Cancel requested.");
   } catch (err) {
-    document.getElementById("error").textContent = err.message;
+    error.textContent = err.message;
   } finally {
     cancelButton.disabled = false;
   }

@@ -4,11 +4,18 @@ import { SECRET, announce, api, describe, formatDuration, h, outputsList, token 
 import { TTL_CHOICES, clearErrors, configFields, field, readConfig, showError } from "./form.js";
 
 const rows = document.getElementById("rows");
+const error = document.getElementById("error");
 const schemas = new Map();
 const TRANSITIONAL = new Set(["creating", "updating", "destroying"]);
 const WATCH_MS = 3000;
+const RETRY_MAX_MS = 30000;
+// A timer cannot wait longer than ~24 days; far expiries are looked at again within the hour.
+const WAKE_MAX_MS = 3600 * 1000;
 let next = null;
 let watching = null;
+let looking = false;
+let retryMs = WATCH_MS;
+let followError = null;
 
 function countdown(expires) {
   if (!expires) {
@@ -40,6 +47,39 @@ function operationLink(id, text) {
   return h("a", { href: `operation.html?${new URLSearchParams({ id })}`, text });
 }
 
+function rowOf(name) {
+  return [...rows.querySelectorAll("tr[data-stack]")].find((tr) => tr.dataset.stack === name) || null;
+}
+
+function editorOf(tr) {
+  return tr.nextElementSibling?.classList.contains("editor") ? tr.nextElementSibling : null;
+}
+
+function showEmpty() {
+  document.getElementById("empty").hidden = rows.querySelector("tr[data-stack]") !== null;
+}
+
+// The stack no longer exists (destroyed elsewhere, or expired): its row goes.
+function gone(name) {
+  const tr = rowOf(name);
+  if (tr) {
+    editorOf(tr)?.remove();
+    tr.remove();
+  }
+  showEmpty();
+  announce(`Stack ${name} is gone.`);
+}
+
+// An action's failure: a 404 means the stack is gone; anything else is said as it is.
+function failed(stack, err) {
+  if (err.status === 404) {
+    gone(stack.name);
+    return true;
+  }
+  error.textContent = err.message;
+  return false;
+}
+
 async function reveal(stack, cell, button) {
   if (button.getAttribute("aria-pressed") === "true") {
     cell.replaceChildren(outputsList(stack.outputs));
@@ -48,6 +88,7 @@ async function reveal(stack, cell, button) {
     announce(`Secrets of ${stack.name} hidden.`);
     return;
   }
+  button.disabled = true;
   try {
     const { data } = await api("GET", `/stacks/${encodeURIComponent(stack.name)}?show_secrets=true`);
     cell.replaceChildren(outputsList(data.outputs));
@@ -55,67 +96,90 @@ async function reveal(stack, cell, button) {
     button.textContent = "Hide secrets";
     announce(`Secrets of ${stack.name} shown.`);
   } catch (err) {
-    document.getElementById("error").textContent = err.message;
+    failed(stack, err);
+  } finally {
+    button.disabled = false;
   }
 }
 
-async function toggleEditor(stack, row, button) {
-  const open = row.nextElementSibling?.classList.contains("editor") ? row.nextElementSibling : null;
-  if (open) {
-    open.remove();
-    button.setAttribute("aria-expanded", "false");
-    button.focus();
-    return;
-  }
+function closeEditors() {
   for (const other of document.querySelectorAll("tr.editor")) {
     other.remove();
   }
   for (const other of document.querySelectorAll("button[aria-expanded='true']")) {
     other.setAttribute("aria-expanded", "false");
+    other.removeAttribute("aria-controls");
   }
+}
+
+async function submitUpdate(event, stack, ttl) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  // One update at a time: a second one would only be refused while the first runs.
+  if (form.getAttribute("aria-busy") === "true") {
+    return;
+  }
+  const submit = form.querySelector("button[type='submit']");
+  const formError = form.querySelector(".form-error");
+  clearErrors(form);
+  formError.textContent = "";
+  const body = {};
+  const changed = readConfig(form, { changedOnly: true });
+  if (Object.keys(changed).length) {
+    body.config = changed;
+  }
+  if (ttl.value) {
+    body.ttl = Number(ttl.value);
+  }
+  if (!Object.keys(body).length) {
+    formError.textContent = "Nothing changed.";
+    return;
+  }
+  form.setAttribute("aria-busy", "true");
+  submit.disabled = true;
+  try {
+    const { data } = await api("PATCH", `/stacks/${encodeURIComponent(stack.name)}`, { body });
+    location.assign(`operation.html?${new URLSearchParams({ id: data.operation.id })}`);
+  } catch (err) {
+    if (err.status === 404) {
+      gone(stack.name);
+    } else {
+      showError(form, err, formError);
+    }
+  } finally {
+    form.removeAttribute("aria-busy");
+    submit.disabled = false;
+  }
+}
+
+async function toggleEditor(stack, row, button) {
+  if (editorOf(row)) {
+    closeEditors();
+    button.focus();
+    return;
+  }
+  closeEditors();
   let config;
   try {
     config = await schemaOf(stack.program);
   } catch (err) {
-    document.getElementById("error").textContent = err.message;
+    error.textContent = err.message;
     return;
   }
-  const formError = h("p", { class: "error", role: "alert" });
   const ttl = h("select", {}, h("option", { value: "", text: "keep the current expiry" }),
     TTL_CHOICES.map(([seconds, text]) => h("option", { value: seconds, text: `${text} from now` })));
   const ttlLabel = (id) => h("label", { for: id, text: "Time to live" });
   const form = h("form", { novalidate: true, "aria-label": `Update ${stack.name}` },
     h("fieldset", {}, h("legend", { text: `Configuration of ${stack.name}` }), configFields(config, stack.config)),
     field("ttl", ttlLabel, ttl, "Only what you change is sent."),
-    formError,
+    h("p", { class: "error form-error", role: "alert" }),
     h("div", { class: "actions" }, h("button", { type: "submit", text: "Update stack" }),
       h("button", { type: "button", class: "secondary", text: "Close", onclick: () => toggleEditor(stack, row, button) })));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    clearErrors(form);
-    formError.textContent = "";
-    const body = {};
-    const changed = readConfig(form, { changedOnly: true });
-    if (Object.keys(changed).length) {
-      body.config = changed;
-    }
-    if (ttl.value) {
-      body.ttl = Number(ttl.value);
-    }
-    if (!Object.keys(body).length) {
-      formError.textContent = "Nothing changed.";
-      return;
-    }
-    try {
-      const { data } = await api("PATCH", `/stacks/${encodeURIComponent(stack.name)}`, { body });
-      location.assign(`operation.html?${new URLSearchParams({ id: data.operation.id })}`);
-    } catch (err) {
-      showError(form, err, formError);
-    }
-  });
+  form.addEventListener("submit", (event) => submitUpdate(event, stack, ttl));
   const editor = h("tr", { class: "editor", id: `editor-${stack.name}` }, h("td", { colspan: "6", class: "no-label" }, form));
   row.after(editor);
   button.setAttribute("aria-expanded", "true");
+  button.setAttribute("aria-controls", editor.id);
   form.querySelector("input, select")?.focus();
 }
 
@@ -129,13 +193,17 @@ function confirmDestroy(stack, button) {
       button.focus();
       return;
     }
+    button.disabled = true;
     try {
       const { data } = await api("DELETE", `/stacks/${encodeURIComponent(stack.name)}`);
       announce(`Destroying ${stack.name}.`);
       location.assign(`operation.html?${new URLSearchParams({ id: data.operation.id })}`);
     } catch (err) {
-      document.getElementById("error").textContent = err.message;
-      button.focus();
+      if (!failed(stack, err)) {
+        button.focus();
+      }
+    } finally {
+      button.disabled = false;
     }
   }, { once: true });
   dialog.showModal();
@@ -145,8 +213,9 @@ function row(stack) {
   const outputs = h("td", { "data-label": "Outputs" }, outputsList(stack.outputs));
   const hasSecret = Object.values(stack.outputs || {}).includes(SECRET);
   const tr = h("tr", { "data-stack": stack.name });
+  // aria-controls only once the editor exists (see toggleEditor).
   const edit = h("button", { type: "button", class: "secondary", "aria-expanded": "false",
-    "aria-controls": `editor-${stack.name}`, text: "Update", "aria-label": `Update ${stack.name}` });
+    text: "Update", "aria-label": `Update ${stack.name}` });
   edit.addEventListener("click", () => toggleEditor(stack, tr, edit));
   const destroy = h("button", { type: "button", class: "danger", text: "Destroy", "aria-label": `Destroy ${stack.name}` });
   destroy.addEventListener("click", () => confirmDestroy(stack, destroy));
@@ -158,6 +227,7 @@ function row(stack) {
     actions.unshift(show);
   }
   tr.dataset.status = stack.status;
+  tr.dataset.expires = stack.expires || "";
   tr.append(
     h("td", { "data-label": "Name" }, h("span", { class: "mono", text: stack.name }),
       stack.last_operation ? h("div", { class: "help" }, operationLink(stack.last_operation, "last operation")) : null),
@@ -170,8 +240,8 @@ function row(stack) {
 }
 
 async function load(more = false) {
-  const error = document.getElementById("error");
   error.textContent = "";
+  followError = null;
   announce("Loading the stacks…");
   const query = new URLSearchParams({ limit: "50" });
   if (more && next) {
@@ -188,7 +258,7 @@ async function load(more = false) {
     next = data.next;
     document.getElementById("more").hidden = !next;
     const count = rows.querySelectorAll("tr[data-stack]").length;
-    document.getElementById("empty").hidden = count > 0;
+    showEmpty();
     announce(count === 1 ? "1 stack" : `${count} stacks`);
     watch();
   } catch (err) {
@@ -197,47 +267,100 @@ async function load(more = false) {
   }
 }
 
-// While a stack is being created, updated or destroyed, follow it and say when that is done.
-function watch() {
-  if (watching === null && rows.querySelector("tr[data-status='creating'], tr[data-status='updating'], tr[data-status='destroying']")) {
-    watching = window.setTimeout(followChanges, WATCH_MS);
+function expired(tr) {
+  return tr.dataset.expires !== "" && Date.parse(tr.dataset.expires) <= Date.now();
+}
+
+// A stack being created, updated or destroyed, or a ready one past its expiry (the server is
+// about to destroy it), is followed until it settles or is gone.
+function inFlux(tr) {
+  return TRANSITIONAL.has(tr.dataset.status) || (tr.dataset.status === "ready" && expired(tr));
+}
+
+// (Re)arm the look at the stacks, unless one is under way: it arms the next when done.
+function watch(delay = WATCH_MS) {
+  window.clearTimeout(watching);
+  watching = null;
+  if (looking) {
+    return;
   }
+  const shown = [...rows.querySelectorAll("tr[data-stack]")];
+  if (shown.some(inFlux)) {
+    watching = window.setTimeout(followChanges, delay);
+    return;
+  }
+  const expiries = shown.filter((tr) => tr.dataset.status === "ready" && tr.dataset.expires !== "")
+    .map((tr) => Date.parse(tr.dataset.expires));
+  if (expiries.length) {
+    const wait = Math.min(Math.max(Math.min(...expiries) - Date.now(), 0) + WATCH_MS, WAKE_MAX_MS);
+    watching = window.setTimeout(followChanges, wait);
+  }
+}
+
+// Every stack the server has, page by page, until each row shown is accounted for.
+async function listed() {
+  const shown = new Set([...rows.querySelectorAll("tr[data-stack]")].map((tr) => tr.dataset.stack));
+  const found = new Map();
+  let after = null;
+  do {
+    const query = new URLSearchParams({ limit: "100" });
+    if (after) {
+      query.set("after", describe(after));
+    }
+    // The list, not each stack: a destroyed stack is then simply missing, not a 404.
+    const { data } = await api("GET", `/stacks?${query}`);
+    for (const stack of data.stacks) {
+      found.set(stack.name, stack);
+      shown.delete(stack.name);
+    }
+    after = data.next;
+  } while (after && shown.size);
+  return found;
 }
 
 async function followChanges() {
   watching = null;
-  let listed;
+  looking = true;
+  let current;
   try {
-    // The list, not each stack: a destroyed stack is then simply missing, not a 404.
-    listed = (await api("GET", "/stacks?limit=100")).data;
+    current = await listed();
   } catch (err) {
-    document.getElementById("error").textContent = err.message;
+    // A failed look is no reason to stop following: look again, a little later each time.
+    followError = `Could not follow the stacks (${err.message}); trying again.`;
+    error.textContent = followError;
+    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+    looking = false;
+    watch(retryMs);
     return;
   }
-  const current = new Map(listed.stacks.map((stack) => [stack.name, stack]));
+  looking = false;
+  retryMs = WATCH_MS;
+  if (followError !== null && error.textContent === followError) {
+    error.textContent = "";
+  }
+  followError = null;
   for (const tr of rows.querySelectorAll("tr[data-stack]")) {
     const name = tr.dataset.stack;
     const stack = current.get(name);
-    if (!TRANSITIONAL.has(tr.dataset.status) || (!stack && listed.next)) {
-      continue;
-    }
     if (!stack) {
-      if (tr.nextElementSibling?.classList.contains("editor")) {
-        tr.nextElementSibling.remove();
-      }
-      tr.remove();
-      announce(`Stack ${name} is gone.`);
-    } else if (stack.status !== tr.dataset.status) {
+      gone(name);
+    } else if (stack.status !== tr.dataset.status || (stack.expires || "") !== tr.dataset.expires) {
       const focused = tr.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
+      // An open editor describes the stack as it was.
+      if (editorOf(tr)) {
+        closeEditors();
+      }
       const fresh = row(stack);
       tr.replaceWith(fresh);
       if (focused) {
         fresh.querySelector(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
       }
-      announce(`Stack ${name} is now ${stack.status}.`);
+      if (stack.status !== tr.dataset.status) {
+        announce(`Stack ${name} is now ${stack.status}.`);
+      }
     }
   }
-  document.getElementById("empty").hidden = rows.querySelector("tr[data-stack]") !== null;
+  showEmpty();
   watch();
 }
 

@@ -38,8 +38,12 @@ async function burn(event, kind) {
   clearErrors(form);
   error.textContent = "";
   const query = new URLSearchParams();
+  // An empty parameter is left out, so the server uses its default ("tz=" it would refuse).
   for (const input of form.querySelectorAll("input")) {
-    query.set(input.name, input.value.trim());
+    const value = input.value.trim();
+    if (value !== "") {
+      query.set(input.name, value);
+    }
   }
   button.disabled = true;
   form.setAttribute("aria-busy", "true");

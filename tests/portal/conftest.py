@@ -13,13 +13,13 @@ from infra.settings import default_programs
 from tests.api.support import GUNICORN, make_environ
 from tests.harness import free_port, running_server, wait_for
 from tests.portal.browser import CHROMIUM_ARGS, DESKTOP, Console, chromium_executable
-from tests.portal.support import SLOW_PROGRAM, TOKEN, Server
+from tests.portal.support import FIELDS_PROGRAM, SLOW_PROGRAM, TOKEN, Server
 
 
 def _serve(directory: Path, token: str | None) -> Iterator[Server]:
-    # The server with a token also has the slow program (the catalog pages show the real one).
-    extra = {"INFRA_API_TOKEN": token,
-             "INFRA_API_PROGRAMS": os.pathsep.join(map(str, (*default_programs(), SLOW_PROGRAM)))
+    # The server with a token also has the test programs (the catalog pages show the real one).
+    programs = (*default_programs(), SLOW_PROGRAM, FIELDS_PROGRAM)
+    extra = {"INFRA_API_TOKEN": token, "INFRA_API_PROGRAMS": os.pathsep.join(map(str, programs))
              } if token else {}
     environ = make_environ(directory / "state", INFRA_API_HOST="127.0.0.1",
                            INFRA_API_PORT=str(free_port()), **extra)

@@ -1,4 +1,4 @@
-"""What the portal tests share: the server they drive, its token, the slow test program."""
+"""What the portal tests share: the server they drive, its token, the test programs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from tests.harness import ServerProcess, get_json, wait_for
 
 # A program whose resources come one at a time: a test can cut its event stream mid-way.
 SLOW_PROGRAM = PROJECT_ROOT / "tests" / "portal" / "programs" / "slow"
+# A program whose config keys share names with the create form's own fields ("name", "ttl"),
+# with arrays of integers and booleans and a secret that has a default; it has no resources.
+FIELDS_PROGRAM = PROJECT_ROOT / "tests" / "portal" / "programs" / "fields"
 TOKEN = "portal-test-token"
 
 

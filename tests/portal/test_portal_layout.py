@@ -53,6 +53,16 @@ CONTRAST_JS = """(selectors) => {
 }"""
 TEXT = ["h1", "p", "label", "a", "button", "li", ".help", "nav a"]
 
+# ARIA attributes that name other elements by id, each id that names nothing.
+DANGLING_JS = """() => [...document.querySelectorAll('[aria-controls], [aria-labelledby], [aria-describedby]')]
+  .flatMap((el) => ['aria-controls', 'aria-labelledby', 'aria-describedby']
+    .flatMap((name) => (el.getAttribute(name) || '').split(/\\s+/).filter(Boolean)
+      .filter((id) => !document.getElementById(id)).map((id) => `${name}=${id}`)))"""
+
+# The navigation's links marked as the current page, where they lead.
+CURRENT_JS = """() => [...document.querySelectorAll('nav a[aria-current]')]
+  .map((a) => [a.getAttribute('aria-current'), new URL(a.href).pathname])"""
+
 UNLABELLED_JS = """() => [...document.querySelectorAll('input, select, textarea, button')]
   .filter((el) => el.checkVisibility())
   .filter((el) => el.tagName === 'BUTTON' ? !(el.getAttribute('aria-label') || el.textContent.trim())
@@ -70,6 +80,10 @@ def test_page_is_labelled_readable_and_fits_a_phone(server: Server, page: Page, 
     assert page.evaluate("document.documentElement.lang") == "en"
     expect(page.get_by_role("heading", level=1)).to_have_count(1)
     assert page.evaluate(UNLABELLED_JS) == []
+    assert page.evaluate(DANGLING_JS) == []
+    # The link to this very page says so; a page the menu does not list marks no link.
+    unlisted = path.startswith(("create", "operation"))
+    assert page.evaluate(CURRENT_JS) == ([] if unlisted else [["page", page.evaluate("location.pathname")]])
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert (background == "rgb(13, 17, 23)") is (scheme == "dark")
     worst = page.evaluate(CONTRAST_JS, TEXT)

@@ -86,8 +86,8 @@ def test_create_form_has_a_field_per_config_key_with_type_default_and_descriptio
     for name, key in program["config"].items():
         field = page.get_by_label(re.compile(rf"^{name} \("))
         expect(field).to_be_visible()
-        expect(page.locator(f'[data-field="{name}"]')).to_contain_text(key["type"])
-        expect(page.locator(f'[data-field="{name}"] .help')).to_contain_text(key["description"])
+        expect(page.locator(f'[data-field="config.{name}"]')).to_contain_text(key["type"])
+        expect(page.locator(f'[data-field="config.{name}"] .help')).to_contain_text(key["description"])
         if key["secret"]:
             expect(field).to_have_attribute("type", "password")
         elif key["type"] == "boolean":
@@ -95,7 +95,7 @@ def test_create_form_has_a_field_per_config_key_with_type_default_and_descriptio
         elif key["default"] is not None:
             default = ", ".join(key["default"]) if isinstance(key["default"], list) else str(key["default"])
             expect(field).to_have_value(default)
-            expect(page.locator(f'[data-field="{name}"] .help')).to_contain_text(f"Default: {default}")
+            expect(page.locator(f'[data-field="config.{name}"] .help')).to_contain_text(f"Default: {default}")
     expect(page.get_by_label("Time to live")).to_have_value("3600")
     screenshot(page, "create")
 
@@ -112,6 +112,12 @@ def test_burner_buttons_show_a_value(server: Server, page: Page):
     expect(page.locator('[data-value="string"]')).to_have_text(re.compile(r"^.{11}$"), timeout=120_000)
     expect(page.locator("#status")).to_contain_text("New string")
     screenshot(page, "values")
+    # An emptied parameter is left out: the server's default applies (UTC), nothing is refused.
+    page.get_by_label(re.compile(r"^tz")).fill("")
+    with page.expect_request(re.compile(r"/time(\?.*)?$")) as asked:
+        page.get_by_role("button", name="Get a time").click()
+    expect(page.locator('[data-value="time"]')).to_have_text(re.compile(r"\d{2}:\d{2}"), timeout=120_000)
+    assert asked.value.url.endswith("/time")
 
 
 def test_a_refused_value_shows_the_servers_message_next_to_its_field(server: Server, page: Page, console):
