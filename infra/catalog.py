@@ -24,9 +24,11 @@ from infra.masking import SECRET_MASK
 
 TYPES = ("string", "integer", "boolean", "array")
 # Pulumi's own rule for project names; the project name also names the stack's state.
-_PROJECT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-# A config key as the engine's command line can set it (an `=` would split it there).
-_KEY_NAME = re.compile(r"(?:[A-Za-z0-9_.-]+:)?[A-Za-z0-9_.-]+")
+_PROJECT_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]{1,100}")
+# A config key as the engine's command line can set it (an `=` would split it there), with at
+# most one namespace, and without control characters or surrounding spaces.
+_KEY_NAME = re.compile(r"(?:[^\x00-\x20\x7f=:][^\x00-\x1f\x7f=:]*:)?"
+                       r"[^\x00-\x20\x7f=:](?:[^\x00-\x1f\x7f=:]*[^\x00-\x20\x7f=:])?")
 _JSON_TYPES = {"string": str, "integer": int, "boolean": bool}
 
 
@@ -151,6 +153,12 @@ def load_program(path: Path) -> Program:
     if not isinstance(raw_config, dict):
         raise SettingsError("INFRA_API_PROGRAMS", str(path), "a config: block that is a mapping")
     keys = tuple(_config_key(path, name, spec) for name, spec in raw_config.items())
+    # `<project>:key` is the same Pulumi key as `key`.
+    local = [key.name.removeprefix(project["name"] + ":") for key in keys]
+    twice = sorted({name for name in local if local.count(name) > 1})
+    if twice:
+        raise SettingsError("INFRA_API_PROGRAMS", str(path),
+                            f"config keys that are distinct Pulumi keys ({twice[0]!r} twice)")
     return Program(project["name"], path, str(project.get("description") or ""), keys)
 
 
@@ -180,9 +188,9 @@ def _config_key(path: Path, name: Any, spec: Any) -> ConfigKey:
     if not isinstance(name, str) or not _KEY_NAME.fullmatch(name):
         # YAML reads `on:` as true and `123:` as a number: they need quotes to be names.
         raise SettingsError("INFRA_API_PROGRAMS", str(path),
-                            f"config key {name!r} of {path / 'Pulumi.yaml'}: a name of letters, "
-                            "digits, '-', '_' and '.' (with one optional 'namespace:'), quoted "
-                            "where YAML would read it as a number or boolean")
+                            f"config key {name!r} of {path / 'Pulumi.yaml'}: a name without '=', "
+                            "control characters or surrounding spaces (with one optional "
+                            "'namespace:'), quoted where YAML reads a number or boolean")
     where = f"config key {name!r} of {path / 'Pulumi.yaml'}"
     if not isinstance(spec, dict):
         # The short form `key: value` is a default whose type is the value's.
@@ -192,8 +200,9 @@ def _config_key(path: Path, name: Any, spec: Any) -> ConfigKey:
         raise SettingsError("INFRA_API_PROGRAMS", str(path), f"{where}: a type among {TYPES}")
     items = None
     if kind == "array":
-        declared = spec.get("items") or {}
-        items = declared.get("type", "string") if isinstance(declared, dict) else None
+        declared = spec.get("items")
+        items = ("string" if declared is None else
+                 declared.get("type", "string") if isinstance(declared, dict) else None)
         if items not in _JSON_TYPES:
             raise SettingsError("INFRA_API_PROGRAMS", str(path),
                                 f"{where}: items: a mapping whose type is string, "

@@ -90,7 +90,11 @@ class ContextFilter(logging.Filter):
         record.operation = operation.get()
         hidden = secrets.get()
         if hidden:
-            record.msg, record.args = mask_text(record.getMessage(), hidden), None
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad log call: shown as written, never raised into the caller
+                message = f"{record.msg} {record.args}"
+            record.msg, record.args = mask_text(message, hidden), None
             if record.exc_info and not record.exc_text:
                 record.exc_text = _TRACEBACKS.formatException(record.exc_info)
             if record.exc_text:

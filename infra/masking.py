@@ -23,22 +23,38 @@ def mask_config(config: Mapping[str, Any], secret_keys: Collection[str]) -> dict
     return {key: SECRET_MASK if key in secret_keys else value for key, value in config.items()}
 
 
+# A line of a multi-line secret shorter than this is not masked on its own (a lone "}" would
+# mask every brace); the whole secret always is.
+_MIN_LINE = 4
+
+
 def secret_texts(config: Mapping[str, Any], secret_keys: Iterable[str]) -> tuple[str, ...]:
     """Every text a secret config value may appear as: the value as Pulumi stores it (arrays
-    as JSON) and, for an array, each element on its own."""
-    texts: list[str] = []
+    as JSON), each element of an array, each line of a multi-line one (output is logged line
+    by line, continuation lines indented), and each as Python's repr and JSON escape it."""
+    texts: set[str] = set()
     for key in secret_keys:
         if key not in config:
             continue
         value = config[key]
-        texts.append(_text(value))
-        if isinstance(value, list):
-            texts.extend(_text(item) for item in value)
+        whole = [_text(value), *(_text(item) for item in value)] if isinstance(value, list) \
+            else [_text(value)]
+        for text in whole:
+            texts.update(_forms(text))
+            lines = [line.strip() for line in text.splitlines()]
+            if len(lines) > 1:
+                texts.update(form for line in lines if len(line) >= _MIN_LINE
+                             for form in _forms(line))
     return tuple(text for text in texts if text)
 
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _forms(text: str) -> set[str]:
+    # A program's error often quotes a value with repr ('...'), a JSON encoder with "...".
+    return {text, repr(text)[1:-1], json.dumps(text)[1:-1]}
 
 
 def mask_text(text: str, secrets: Collection[str]) -> str:

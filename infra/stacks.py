@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import shutil
+import uuid
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,18 @@ class StackSteps:
         """A program directory for a stack whose program left the catalog: its project's
         name, the burner program's requirements (a virtualenv that exists), nothing to run."""
         settings = self.burner.settings
-        # The catalog admitted the name, so it is a safe path segment.
+        # The catalog admitted the name (never "." or ".."), so it is a safe path segment.
         path = settings.state_dir / "retired-programs" / project
         path.mkdir(parents=True, exist_ok=True)
-        (path / "Pulumi.yaml").write_text(yaml.safe_dump({"name": project, "runtime": "python"}))
-        shutil.copyfile(settings.program_dir / "requirements.txt", path / "requirements.txt")
+        files = {"Pulumi.yaml": yaml.safe_dump({"name": project, "runtime": "python"}),
+                 "requirements.txt": (settings.program_dir / "requirements.txt").read_text()}
+        for name, text in files.items():
+            target = path / name
+            if not target.exists() or target.read_text() != text:
+                # Another destroy may read it meanwhile: it sees the old file or the new one.
+                partial = path / f".{name}.{uuid.uuid4().hex}"
+                partial.write_text(text)
+                os.replace(partial, target)
         return path
 
     def outputs(self, program_dir: Path, stack_name: str) -> dict[str, Any] | None:

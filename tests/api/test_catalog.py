@@ -80,6 +80,11 @@ def test_json_schema_marks_required_keys_defaults_and_secrets(sandbox):
     ("name: p\nconfig:\n  123:\n    type: string\n", "config key 123 of"),
     ("name: p\nconfig:\n  on:\n    type: string\n", "config key True of"),
     ("name: p\nconfig:\n  a=b:\n    type: string\n", "config key 'a=b' of"),
+    ("name: p\nconfig:\n  n:\n    type: array\n    items: []\n", "items: a mapping"),
+    ("name: p\nconfig:\n  ' n':\n    type: string\n", "config key ' n' of"),
+    ("name: p\nconfig:\n  a:b:c:\n    type: string\n", "config key 'a:b:c' of"),
+    ("name: p\nconfig:\n  n: 1\n  p:n: 2\n", "distinct Pulumi keys ('n' twice)"),
+    ("name: ..\n", "a project name of"),
     ("name: my project\n", "a project name of"),
     ("name: a/b\n", "a project name of"),
     ("name: p\nmain: ../elsewhere\n", "a main: that is a file or directory inside"),
@@ -93,6 +98,13 @@ def test_a_bad_program_stops_the_start_naming_the_problem(tmp_path, text, proble
     with pytest.raises(SettingsError, match="INFRA_API_PROGRAMS") as info:
         load_program(tmp_path)
     assert problem in str(info.value) and "\n" not in str(info.value)
+
+
+def test_config_keys_may_have_a_namespace_slashes_and_inner_spaces(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text(
+        "name: p\nconfig:\n  aws:region: eu\n  db/password: x\n  my key: y\n")
+    assert [key.name for key in load_program(tmp_path).config] == [
+        "aws:region", "db/password", "my key"]
 
 
 def test_a_secret_default_is_never_shown(tmp_path):

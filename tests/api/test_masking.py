@@ -44,7 +44,18 @@ def test_an_output_the_deployment_does_not_vouch_for_is_masked_whole():
 def test_every_form_of_a_secret_config_value_is_a_text_to_mask():
     config = {"token": "t0k", "keys": ["k-one", "k-two"], "pin": 1234, "owner": "ann"}
     assert set(secret_texts(config, ["token", "keys", "pin", "absent"])) == {
-        "t0k", '["k-one", "k-two"]', "k-one", "k-two", "1234"}
+        "t0k", '["k-one", "k-two"]', '[\\"k-one\\", \\"k-two\\"]', "k-one", "k-two", "1234"}
+
+
+def test_a_multi_line_or_escaped_secret_is_masked_as_logged_and_as_quoted():
+    pem = "-----BEGIN KEY-----\nMIIsecretline1\n}\n-----END KEY-----"
+    texts = secret_texts({"pem": pem, "token": 'a\\b"c'}, ["pem", "token"])
+    logged = "error: bad pem -----BEGIN KEY-----\n    MIIsecretline1\n    }"
+    assert "MIIsecretline1" not in mask_text(logged, texts)
+    assert mask_text("ValueError: 'a\\\\b\"c'", texts) == "ValueError: '[secret]'"
+    assert mask_text(f"KeyError: {pem!r}", texts) == "KeyError: '[secret]'"
+    # A short line is not masked on its own.
+    assert "}" in mask_text("{x}", texts)
 
 
 def test_a_secret_containing_another_is_masked_whole():
