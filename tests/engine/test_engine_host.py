@@ -137,9 +137,14 @@ def test_an_exit_code_that_arrives_with_the_pid_is_not_lost(monkeypatch, short_t
     def host_whose_child_ended_at_once() -> None:
         conn, _ = listener.accept()
         with conn:
-            _, fds, _, _ = socket.recv_fds(conn, 8, 3)
+            header, fds, _, _ = socket.recv_fds(conn, 8, 3)
             for fd in fds:
                 os.close(fd)
+            # Read the whole request first, as a host does: closing on unread data could fail
+            # the engine's send before it reads the answer.
+            payload = b""
+            while len(payload) < int(header):
+                payload += conn.recv(int(header) - len(payload))
             conn.sendall(b"4242\n7\n")  # the child's pid and its exit code, in one packet
 
     thread = threading.Thread(target=host_whose_child_ended_at_once)
