@@ -35,6 +35,10 @@ class Deployment(Ledger):
     # -- registration ------------------------------------------------------------------
     def register(self, request: Registration) -> Registered:
         """Run the step for one resource; raise StepFailed after reporting a failure."""
+        with self.registering():
+            return self._register(request)
+
+    def _register(self, request: Registration) -> Registered:
         urn = self.urn(request.type, request.name, request.parent)
         with self._lock:
             if self.failure:

@@ -7,17 +7,19 @@ SDK registers resources from a thread pool.
 Every change (an operation begun, a step's outcome) is in a saved snapshot before the step is
 reported or the program hears of it, and a create or replace is saved as pending before its
 provider runs. Steps running at the same time share saves (group commit): a step whose change
-a save taken after it already covers does not write again, so a killed update still leaves
-every reported step, and every operation in flight, in the checkpoint. Deletes, which run one
+a save taken after it already covers does not write again, and a save waits a moment for the
+registrations under way to reach theirs. A killed update still leaves every reported step,
+and every operation in flight, in the checkpoint. Deletes, which run one
 after another and change nothing outside the state, share saves too (``_Deletes``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from offline_pulumi.backend import now_rfc3339
@@ -36,6 +38,10 @@ from offline_pulumi.manifest import PROVIDER_PREFIX, STACK_TYPE
 
 # Deletes made one after another are saved together, each at most this long after it.
 DELETES_SAVED_WITHIN = 0.05
+# A save waits at most this long for the registrations under way to reach a save of their
+# own, so that one write covers them all: with the SDK's dozen registrations in flight, a
+# 100-resource update wrote its checkpoint 46 times instead of 28.
+SAVE_GATHER = 0.002
 
 
 class Ledger:
@@ -74,8 +80,14 @@ class Ledger:
         # One thread saves at a time (``_writing``), so a later snapshot is never overwritten
         # by an earlier one; the others wait on ``_saves`` for a save that covers them.
         # ``_saves``'s lock is never held while taking ``_lock``.
-        self._saves = threading.Condition(threading.Lock())
+        # Before writing, the saving thread waits on ``_gathered`` (``SAVE_GATHER``) while
+        # more registrations are under way (``_running``) than wait for a save (``_parked``).
+        saves_lock = threading.Lock()
+        self._saves = threading.Condition(saves_lock)
+        self._gathered = threading.Condition(saves_lock)
         self._writing = False
+        self._running = 0
+        self._parked = 0
         self._changes = 0
         self._saved = 0
         self.saves = 0   # snapshots written
@@ -174,14 +186,20 @@ class Ledger:
         if self.persist is None or self.dry_run:
             return
         with self._saves:
-            while self._saved < change:
-                if not self._writing:
-                    self._writing = True
-                    break
-                # A save is under way: the one after it covers this change, if it doesn't.
-                self._saves.wait()
-            else:
-                return
+            self._parked += 1
+            self._gathered.notify()
+            try:
+                while self._saved < change:
+                    if not self._writing:
+                        self._writing = True
+                        self._gather()
+                        break
+                    # A save is under way: the one after it covers this change, if it doesn't.
+                    self._saves.wait()
+                else:
+                    return
+            finally:
+                self._parked -= 1
         saved = None
         try:
             with self._lock:
@@ -197,6 +215,28 @@ class Ledger:
                     self._saved = saved
                     self.saves += 1
                 self._saves.notify_all()
+
+    def _gather(self) -> None:
+        """Let the registrations under way reach their own saves, briefly, before this one
+        is written (called holding ``_saves``)."""
+        deadline = time.monotonic() + SAVE_GATHER
+        while self._running > self._parked:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._gathered.wait(left)
+
+    @contextlib.contextmanager
+    def registering(self) -> Iterator[None]:
+        """Count a registration as under way while it runs, for ``_gather``."""
+        with self._saves:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._saves:
+                self._running -= 1
+                self._gathered.notify()
 
     # -- outputs and the end of the update ---------------------------------------------
     def register_outputs(self, urn: str, outputs: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from offline_pulumi.engine import ledger
 from offline_pulumi.engine.deployment import Deployment
 from offline_pulumi.engine.events import EventStream
 from offline_pulumi.engine.steps import Registered, Registration, StepFailed
@@ -106,6 +107,57 @@ def test_a_create_is_saved_as_pending_before_its_provider_runs(
     monkeypatch.setattr(random, "create", create_after_looking)
     _register_in_parallel(_deployment(saves))
     assert unsaved == []
+
+
+def _slow_create_starting(monkeypatch: pytest.MonkeyPatch, deployment: Deployment,
+                          seconds: float) -> list[tuple[Registered, float]]:
+    """Make r0's provider take ``seconds``, and register r1 from another thread as it starts;
+    r1's result and how long its registration took land in the returned list."""
+    create = random.create
+    others: list[tuple[Registered, float]] = []
+
+    def register_other() -> None:
+        started = time.monotonic()
+        others.append((_register(deployment, 1), time.monotonic() - started))
+
+    def slow_create(token: str, inputs: Mapping[str, Any]) -> Any:
+        if inputs["prefix"] == "r0-":
+            threading.Thread(target=register_other).start()
+            time.sleep(seconds)
+        return create(token, inputs)
+
+    monkeypatch.setattr(random, "create", slow_create)
+    return others
+
+
+def test_a_save_waits_for_a_registration_under_way_and_covers_both(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger, "SAVE_GATHER", 10.0)
+    saves = Saves(0)
+    deployment = _deployment(saves)
+    others = _slow_create_starting(monkeypatch, deployment, seconds=0.2)
+    _register(deployment, 0)
+    deadline = time.monotonic() + 10
+    while not others and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first, second = _urn("r0"), _urn("r1")
+    # r1's begin was not written while r0's provider ran: it waited for r0's outcome, and
+    # one write holds both.
+    assert not any({first, second} <= pending for _, pending in saves.snapshots)
+    assert any(first in urns and pending == {second} for urns, pending in saves.snapshots)
+    assert others and {first, second} <= saves.last()[0]
+
+
+def test_a_registration_stuck_in_its_provider_holds_other_saves_only_briefly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    saves = Saves(0)
+    deployment = _deployment(saves)
+    others = _slow_create_starting(monkeypatch, deployment, seconds=1.0)
+    _register(deployment, 0)
+    assert len(others) == 1
+    registered, seconds = others[0]
+    assert seconds < 0.5
+    assert registered.urn == _urn("r1")
 
 
 def test_a_save_that_fails_fails_the_update() -> None:
