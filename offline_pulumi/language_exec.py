@@ -213,7 +213,11 @@ def main(argv: list[str]) -> int:
         return BAIL
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=max(int(args.parallel), 1) * 4))
+    # The SDK makes its blocking calls (registrations above all) from the loop's executor: one
+    # thread per resource operation --parallel allows, as in Pulumi's server for inline
+    # programs. More threads only queued at the engine, each with a connection and a thread
+    # there: a 100-resource up took 5% longer with four times as many.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=max(int(args.parallel), 1)))
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     from pulumi.runtime import stack
 

@@ -109,3 +109,22 @@ def test_every_debug_line_of_a_program_that_ends_at_once_reaches_the_event_strea
     assert {severity for severity, text in shown if text.startswith("debug line")} == {"debug"}
     assert [text for severity, text in shown if severity == "warning"] == \
         ["a warning before the debug lines"]
+
+
+@pytest.mark.slow
+def test_parallel_one_runs_one_resource_operation_at_a_time(engine: Engine) -> None:
+    """With ``--parallel 1`` each resource's step ends before the next one's begins."""
+    stack = engine.stack("all_random")
+    events: list[auto.EngineEvent] = []
+    stack.up(parallel=1, on_event=events.append)
+
+    under_way: set[str] = set()
+    most = 0
+    for event in events:
+        if event.resource_pre_event and event.resource_pre_event.metadata.type.startswith("random:"):
+            under_way.add(event.resource_pre_event.metadata.urn)
+        if event.res_outputs_event:
+            under_way.discard(event.res_outputs_event.metadata.urn)
+        most = max(most, len(under_way))
+    assert most == 1
+    assert not under_way
