@@ -13,6 +13,7 @@ from __future__ import annotations
 EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2
 EXIT_STACK_NOT_FOUND = 6
+EXIT_NO_CHANGES = 7   # --expect-no-changes, and there were changes
 EXIT_CANCELLED = 8
 EXIT_INTERNAL = 255
 

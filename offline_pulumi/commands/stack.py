@@ -10,8 +10,9 @@ from typing import Any
 from offline_pulumi import values
 from offline_pulumi.args import Parsed
 from offline_pulumi.backend import StackRef, parse_stack_ref
+from offline_pulumi.confirm import interactive, skip_confirmations
 from offline_pulumi.context import Context
-from offline_pulumi.errors import CLIError, StackNotFound, UnsupportedError
+from offline_pulumi.errors import EXIT_FAILURE, CLIError, StackNotFound, UnsupportedError
 from offline_pulumi.fileio import dump_json, write_json_atomic
 from offline_pulumi.manifest import (
     PROVIDER_PREFIX,
@@ -107,12 +108,27 @@ def _iso_to_history(stamp: str) -> str:
     return format_unix(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
 
 
-def rm(parsed: Parsed) -> None:
+def rm(parsed: Parsed) -> int:
     """Remove a stack; refuse while it still has resources unless ``--force``."""
     context = Context(parsed)
     ref = _name_argument(context, parsed)
+    context.backend.require(ref)
+    if not (parsed.has("yes") or skip_confirmations() or _confirmed(parsed, ref.name)):
+        print("confirmation declined")
+        return EXIT_FAILURE
     remove_stack(context, ref, force=parsed.has("force"),
                  preserve_config=parsed.has("preserve-config"))
+    return 0
+
+
+def _confirmed(parsed: Parsed, name: str) -> bool:
+    """At a terminal, the CLI's question (``ui.ConfirmPrompt``): type the stack's name."""
+    if not interactive(parsed):
+        return False
+    print(f"This will permanently remove the '{name}' stack!")
+    print(f"Please confirm that this is what you'd like to do by typing `{name}`: ", end="",
+          flush=True)
+    return sys.stdin.readline().strip() == name
 
 
 def remove_stack(context: Context, ref: StackRef, force: bool, preserve_config: bool) -> None:

@@ -11,8 +11,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from offline_pulumi import values
 from offline_pulumi.args import Parsed
 from offline_pulumi.backend import StackRef, checkpoint_bytes
+from offline_pulumi.confirm import require_go_ahead
 from offline_pulumi.context import Context, environment_flags
-from offline_pulumi.errors import CLIError, UnsupportedError
+from offline_pulumi.errors import (
+    EXIT_CANCELLED,
+    EXIT_FAILURE,
+    EXIT_NO_CHANGES,
+    CLIError,
+    UnsupportedError,
+)
 from offline_pulumi.manifest import manifest, stack_resource
 from offline_pulumi.stackconfig import (
     StackSettings,
@@ -80,6 +87,8 @@ def _run(parsed: Parsed, operation: Operation) -> int:
     for flag in _UNSUPPORTED_FLAGS:
         if parsed.has(flag):
             raise UnsupportedError(f"--{flag}")
+    if not operation.dry_run:
+        require_go_ahead(parsed)
     context = Context(parsed)
     ref = context.stack_ref()
     context.backend.require(ref)
@@ -120,6 +129,7 @@ class _Update:
         self.events.say(f"{self.operation.header} ({self.ref.name}):")
         self._warn_pending()
         from offline_pulumi.engine.deployment import Deployment
+        from offline_pulumi.engine.runner import CANCELLED
 
         deployment = Deployment(
             self.ref.name, self.context.project.name, self._old_resources(), self.events,
@@ -135,7 +145,8 @@ class _Update:
             deployment.finish(ok)
             ok = ok and deployment.failure is None
         changes = dict(deployment.changes)
-        if ok and self.parsed.has("expect-no-changes") and set(changes) - {"same"}:
+        unexpected = ok and self.parsed.has("expect-no-changes") and set(changes) - {"same"}
+        if unexpected:
             error = "no changes were expected but changes occurred"
             ok = False
         if error:
@@ -151,7 +162,11 @@ class _Update:
             self.events.say("All unprotected resources were destroyed. There are still "
                             f"{deployment.kept_protected} protected resources associated "
                             "with this stack.")
-        return 0 if ok else 1
+        if ok:
+            return 0
+        if error == CANCELLED:
+            return EXIT_CANCELLED
+        return EXIT_NO_CHANGES if unexpected else EXIT_FAILURE
 
     def _urns(self, flag: str) -> frozenset[str]:
         """``--target``/``--exclude`` URNs; destroy and refresh refuse ones the stack lacks."""

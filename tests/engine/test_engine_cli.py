@@ -173,3 +173,86 @@ def test_removing_another_projects_stack_keeps_this_projects_config(pulumi_bin, 
 def test_the_launcher_installs_under_a_root_given_as_text(tmp_path):
     command = offline_pulumi.pulumi_command(str(tmp_path / "engine"))
     assert Path(command.command) == tmp_path / "engine" / "bin" / "pulumi"
+
+
+# --- confirmation: the CLI asks at a terminal and wants --yes elsewhere ----------------------
+
+NO_CONFIRMATION = ("error: --yes or --skip-preview or --preview-only must be passed in to proceed "
+                   "when running in non-interactive mode")
+
+
+def _history(pulumi_bin: Path, project: tuple[Path, dict[str, str]]) -> list[dict[str, object]]:
+    proc = run(pulumi_bin, project, "stack", "history", "--json", "--stack", "dev")
+    assert proc.returncode == 0, proc.stderr
+    history: list[dict[str, object]] = json.loads(proc.stdout)
+    return history
+
+
+@pytest.mark.parametrize("operation", ["up", "refresh", "destroy"])
+def test_a_change_nothing_told_to_go_ahead_is_refused_without_running(pulumi_bin, project,
+                                                                      operation):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    proc = run(pulumi_bin, project, operation, "--stack", "dev")
+    assert (proc.returncode, proc.stderr.strip()) == (2, NO_CONFIRMATION)
+    assert _history(pulumi_bin, project) == []
+
+
+def test_skip_confirmations_or_a_preview_needs_no_yes(pulumi_bin, project):
+    cwd, env = project
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    assert run(pulumi_bin, project, "destroy", "--preview-only", "--stack", "dev").returncode == 0
+    skipping = (cwd, {**env, "PULUMI_SKIP_CONFIRMATIONS": "true"})
+    proc = run(pulumi_bin, skipping, "refresh", "--stack", "dev")
+    assert proc.returncode == 0, proc.stderr
+    assert [entry["kind"] for entry in _history(pulumi_bin, project)] == ["refresh"]
+
+
+def test_stack_rm_without_yes_is_declined_when_nobody_can_be_asked(pulumi_bin, project):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    proc = run(pulumi_bin, project, "stack", "rm", "dev")
+    assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (1, "confirmation declined", "")
+    listed = json.loads(run(pulumi_bin, project, "stack", "ls", "--json").stdout)
+    assert [s["name"] for s in listed] == ["dev"]
+
+
+def _at_a_terminal(pulumi_bin: Path, project: tuple[Path, dict[str, str]], *args: str,
+                   typed: str = "") -> tuple[int, str]:
+    """Run a command whose stdin and stdout are a terminal, type ``typed``, and return its exit
+    code and everything it wrote."""
+    import pty
+
+    cwd, env = project
+    env = {k: v for k, v in env.items() if k != "CI"}
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([str(pulumi_bin), *args], cwd=cwd, env=env, stdin=follower,
+                            stdout=follower, stderr=follower)
+    os.close(follower)
+    if typed:
+        os.write(leader, typed.encode())
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the command's end
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    return proc.wait(timeout=60), output.decode()
+
+
+def test_stack_rm_at_a_terminal_asks_for_the_stack_name(pulumi_bin, project):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    code, said = _at_a_terminal(pulumi_bin, project, "stack", "rm", "dev", typed="nope\n")
+    assert code == 1 and "by typing `dev`" in said and "confirmation declined" in said
+    code, said = _at_a_terminal(pulumi_bin, project, "stack", "rm", "dev", typed="dev\n")
+    assert code == 0 and "Stack 'dev' has been removed!" in said
+    assert json.loads(run(pulumi_bin, project, "stack", "ls", "--json").stdout) == []
+
+
+def test_a_change_at_a_terminal_without_yes_is_refused_and_says_why(pulumi_bin, project):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    code, said = _at_a_terminal(pulumi_bin, project, "destroy", "--stack", "dev")
+    assert code == 2 and "does not ask for confirmation" in said
+    assert _history(pulumi_bin, project) == []

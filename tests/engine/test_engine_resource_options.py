@@ -360,13 +360,15 @@ def test_replace_forces_a_replacement(engine: Engine) -> None:
 
 def test_expect_no_changes_fails_an_update_that_changes(engine: Engine) -> None:
     """--expect-no-changes fails when the update changes anything
-    (pkg/engine/update.go, "no changes were expected but changes occurred")."""
+    (pkg/engine/update.go, "no changes were expected but changes occurred"), with exit code 7
+    (pkg/cmd/pulumi/cmd/exit_codes.go)."""
     stack = inline_stack(engine, two_strings_program)
     stack.up()
     assert stack.up(expect_no_changes=True).summary.result == "succeeded"
     stack.set_config("length", auto.ConfigValue("5"))
-    with pytest.raises(auto.CommandError, match="no changes were expected"):
+    with pytest.raises(auto.CommandError, match="no changes were expected") as failed:
         stack.up(expect_no_changes=True)
+    assert "code: 7\n" in str(failed.value)  # the CLI's exit code for unexpected changes
 
 
 # --- import -----------------------------------------------------------------------------------
