@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from offline_pulumi import values
+from offline_pulumi import integrity, values
 from offline_pulumi.args import Parsed
 from offline_pulumi.backend import StackRef, parse_stack_ref
 from offline_pulumi.confirm import interactive, skip_confirmations
@@ -293,10 +293,28 @@ def import_(parsed: Parsed) -> None:
     deployment = document.get("deployment") if isinstance(document, dict) else None
     if not isinstance(deployment, dict) or document.get("version") not in (3, 4):
         raise CLIError("the file is not a version 3 deployment export")
-    if deployment.get("pending_operations") and not (parsed.has("force")):
-        raise CLIError("the deployment has pending operations; fix them or use --force")
+    try:
+        resources = integrity.check_shape(deployment.get("resources") or [])
+    except integrity.MalformedDeployment as exc:
+        raise CLIError(f"could not deserialize deployment: {exc}") from None
+    problems = integrity.foreign_resources(resources, ref.name)
+    broken = integrity.integrity_error(resources)
+    if broken:
+        problems.append(f"state file contains errors: {broken}")
+    if problems and not parsed.has("force"):
+        raise CLIError(integrity.error_list(
+            [*problems, "importing this file could be dangerous; rerun with --force to proceed "
+                        "anyway"]))
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    for operation in deployment.get("pending_operations") or []:
+        urn = (operation.get("resource") or {}).get("urn", "") \
+            if isinstance(operation, dict) else ""
+        kind = operation.get("type", "") if isinstance(operation, dict) else ""
+        print(f"warning: removing pending operation '{kind}' on '{urn}' from snapshot",
+              file=sys.stderr)
+    deployment = {k: v for k, v in deployment.items() if k != "pending_operations"}
     manager = context.secrets_manager(settings, latest)
-    resources = deployment.get("resources") or []
     if values.contains_secret(resources):
         source_salt = ((deployment.get("secrets_providers") or {}).get("state") or {}) \
             .get("salt")

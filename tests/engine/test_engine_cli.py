@@ -256,3 +256,106 @@ def test_a_change_at_a_terminal_without_yes_is_refused_and_says_why(pulumi_bin, 
     code, said = _at_a_terminal(pulumi_bin, project, "destroy", "--stack", "dev")
     assert code == 2 and "does not ask for confirmation" in said
     assert _history(pulumi_bin, project) == []
+
+
+# --- stack import: what the CLI checks before a deployment replaces the state ---------------
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def _resource(stack: str, name: str, **fields: object) -> dict[str, object]:
+    resource_type = fields.pop("type", "random:index/randomId:RandomId")
+    return {"urn": f"urn:pulumi:{stack}::cliproj::{resource_type}::{name}", "custom": False,
+            "type": resource_type, **fields}
+
+
+def _import(pulumi_bin: Path, project: tuple[Path, dict[str, str]],
+            resources: list[dict[str, object]], *flags: str,
+            **deployment: object) -> subprocess.CompletedProcess[str]:
+    cwd, _ = project
+    export = cwd.parent / "export.json"
+    export.write_text(json.dumps({"version": 3, "deployment": {
+        "manifest": {"time": "2026-01-01T00:00:00Z", "magic": "", "version": "v3.272.0"},
+        "resources": resources, **deployment}}))
+    return run(pulumi_bin, project, "stack", "import", "--file", str(export), "--stack", "dev",
+               *flags)
+
+
+def _state(pulumi_bin: Path, project: tuple[Path, dict[str, str]]) -> dict[str, object]:
+    proc = run(pulumi_bin, project, "stack", "export", "--stack", "dev")
+    assert proc.returncode == 0, proc.stderr
+    deployment: dict[str, object] = json.loads(proc.stdout)["deployment"]
+    return deployment
+
+
+def test_importing_another_stacks_resources_is_refused_unless_forced(pulumi_bin, project):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    before = _state(pulumi_bin, project)
+    theirs = [_resource("prod", "cliproj-prod", type=STACK_TYPE)]
+    proc = _import(pulumi_bin, project, theirs)
+    urn = theirs[0]["urn"]
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "error: 2 errors occurred:\n"
+        f"\t* resource '{urn}' is from a different stack (prod != dev)\n"
+        "\t* importing this file could be dangerous; rerun with --force to proceed anyway\n\n\n")
+    assert _state(pulumi_bin, project) == before
+    forced = _import(pulumi_bin, project, theirs, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert f"warning: resource '{urn}' is from a different stack (prod != dev)" in forced.stderr
+    assert [r["urn"] for r in _state(pulumi_bin, project)["resources"]] == [urn]
+
+
+@pytest.mark.parametrize(("resources", "complaint"), [
+    ([_resource("dev", "a", dependencies=["urn:pulumi:dev::cliproj::random:index/randomId:RandomId::gone"])],
+     "resource urn:pulumi:dev::cliproj::random:index/randomId:RandomId::a's dependency "
+     "urn:pulumi:dev::cliproj::random:index/randomId:RandomId::gone refers to missing resource"),
+    ([_resource("dev", "a", parent="urn:pulumi:dev::cliproj::pulumi:pulumi:Stack::s"),
+      _resource("dev", "s", type=STACK_TYPE)],
+     "child resource urn:pulumi:dev::cliproj::random:index/randomId:RandomId::a's parent "
+     "urn:pulumi:dev::cliproj::pulumi:pulumi:Stack::s comes after it"),
+    ([_resource("dev", "a"), _resource("dev", "a")],
+     "duplicate resource urn:pulumi:dev::cliproj::random:index/randomId:RandomId::a "
+     "(not marked for deletion)"),
+    ([_resource("dev", "a", provider="urn:pulumi:dev::cliproj::pulumi:providers:random::p::1")],
+     "resource urn:pulumi:dev::cliproj::random:index/randomId:RandomId::a refers to unknown "
+     "provider urn:pulumi:dev::cliproj::pulumi:providers:random::p::1"),
+])
+def test_a_broken_snapshot_is_refused_with_the_clis_integrity_error(pulumi_bin, project,
+                                                                    resources, complaint):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    proc = _import(pulumi_bin, project, resources)
+    assert proc.returncode == 1
+    assert f"\t* state file contains errors: {complaint}\n" in proc.stderr
+    assert _state(pulumi_bin, project).get("resources") in (None, [])
+
+
+@pytest.mark.parametrize(("resources", "complaint"), [
+    ([{"urn": 5, "type": STACK_TYPE}], "resource 0 has no string 'urn'"),
+    (["urn:pulumi:dev::cliproj::pulumi:pulumi:Stack::s"], "resource 0 is not an object"),
+    ([_resource("dev", "a", inputs=[1])],
+     "resource urn:pulumi:dev::cliproj::random:index/randomId:RandomId::a: 'inputs' is not an "
+     "object"),
+    ({"urn": "x"}, "'resources' is not a list"),
+])
+def test_a_malformed_deployment_is_refused_before_it_is_saved(pulumi_bin, project, resources,
+                                                              complaint):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    proc = _import(pulumi_bin, project, resources)
+    assert (proc.returncode, proc.stderr) == (
+        1, f"error: could not deserialize deployment: {complaint}\n")
+    assert _state(pulumi_bin, project).get("resources") in (None, [])
+
+
+def test_pending_operations_are_dropped_with_a_warning(pulumi_bin, project):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    stack = _resource("dev", "cliproj-dev", type=STACK_TYPE)
+    pending = [{"resource": _resource("dev", "half"), "type": "creating"}]
+    proc = _import(pulumi_bin, project, [stack], pending_operations=pending)
+    assert proc.returncode == 0, proc.stderr
+    assert ("warning: removing pending operation 'creating' on "
+            "'urn:pulumi:dev::cliproj::random:index/randomId:RandomId::half' from snapshot"
+            in proc.stderr)
+    state = _state(pulumi_bin, project)
+    assert "pending_operations" not in state and [r["urn"] for r in state["resources"]] == \
+        [stack["urn"]]
