@@ -72,6 +72,7 @@ class Ledger:
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.carried_pending = [p for p in pending or [] if p.get("type") == "creating"]
         self.changes: Counter[str] = Counter()
+        self.step_ops: dict[str, str] = {}   # the op of each resource's step, by URN
         self.stack_outputs: dict[str, Any] | None = None
         self.failure: str | None = None
         self.kept_protected = 0   # protected resources a destroy --exclude-protected kept
@@ -135,6 +136,7 @@ class Ledger:
         self.events.step_pre(metadata, quiet=quiet)
         with self._lock:
             self.new[new["urn"]] = new
+            self.step_ops[new["urn"]] = op
             if counted:
                 self.changes[op] += 1
             if op == "replace" and old is not None:
@@ -250,8 +252,10 @@ class Ledger:
                 self.stack_outputs = outputs
             change = self._changed()
         self._save(change)
-        self.events.step_done(step_metadata("same" if urn in self.old else "create",
-                                             None, resource), 0, quiet=True)
+        # Reported with the op of the resource's own step, as the CLI does (OnResourceOutputs).
+        op = self.step_ops.get(urn, "create")
+        old = self.original.get(urn) if op != "create" else None
+        self.events.step_done(step_metadata(op, old, resource), 0, quiet=True)
 
     def finish(self, succeeded: bool) -> None:
         """After a successful program: delete what it no longer declares, and originals."""

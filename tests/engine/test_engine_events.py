@@ -128,3 +128,22 @@ def test_parallel_one_runs_one_resource_operation_at_a_time(engine: Engine) -> N
         most = max(most, len(under_way))
     assert most == 1
     assert not under_way
+
+
+def two_resources_program() -> None:
+    random.RandomId("a", byte_length=4)
+    pulumi.export("fixed", 1)
+
+
+def test_an_unchanged_up_reports_every_resource_as_the_same_the_stack_included(
+        engine: Engine) -> None:
+    stack = auto.create_or_select_stack(stack_name=unique_stack(), project_name="sames",
+                                        program=two_resources_program, opts=engine.opts())
+    stack.up()
+    events: list[auto.EngineEvent] = []
+    assert stack.up(on_event=events.append).summary.resource_changes == {"same": 2}
+
+    reported = [(e.res_outputs_event.metadata.type, e.res_outputs_event.metadata.op)
+                for e in events if e.res_outputs_event]
+    assert ("pulumi:pulumi:Stack", auto.OpType.SAME) in reported
+    assert {op for _, op in reported} == {auto.OpType.SAME}
