@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from offline_pulumi.crypto import Crypter
 
 _KEY_ORDER = ("secretsprovider", "encryptedkey", "encryptionsalt", "config", "environment")
-_SEGMENT = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")
+# A property path: `a.b`, `a[0]`, `a["key.with.dots"]` (pkg/resource/properties_path.go).
+_SEGMENT = re.compile(r'\[(\d+)\]|\["([^"]*)"\]|\.?([^.\[\]"]+)')
+_INT = re.compile(r"[+-]?[0-9]+")
 
 
 def full_key(key: str, project: str, path: bool = False) -> str:
@@ -30,7 +32,9 @@ def split_path(key: str) -> tuple[str, list[str | int]]:
     namespace, _, rest = key.partition(":")
     segments: list[str | int] = []
     for match in _SEGMENT.finditer(rest):
-        segments.append(int(match.group(1)) if match.group(1) is not None else match.group(2))
+        index, quoted, plain = match.groups()
+        segments.append(int(index) if index is not None else
+                        quoted if quoted is not None else plain)
     if not segments or not isinstance(segments[0], str):
         raise CLIError(f"invalid config path '{key}'")
     return f"{namespace}:{segments[0]}", segments[1:]
@@ -154,12 +158,28 @@ def set_path(config: dict[str, Any], key: str, value: Any, path: bool) -> None:
             container = _get_or_put(container, segment, empty)
 
 
+def path_value(text: str) -> Any:
+    """A plain value set with ``--path``, as the CLI stores it (``adjustObjectValue``):
+    ``true``/``false`` as booleans, integers as numbers unless they start with a 0."""
+    if text in ("true", "false"):
+        return text == "true"
+    if len(text) > 1 and text.startswith("0"):
+        return text
+    if _INT.fullmatch(text) and -2**63 <= int(text) < 2**63:
+        return int(text)
+    return text
+
+
 def _put(container: Any, segment: str | int, value: Any) -> None:
     if isinstance(segment, int):
         if not isinstance(container, list):
             raise CLIError("config path indexes a value that is not a list")
-        while len(container) <= segment:
-            container.append(None)
+        # One past the end appends; further is refused, as by the CLI.
+        if segment > len(container):
+            raise CLIError("array index out of range")
+        if segment == len(container):
+            container.append(value)
+            return
     elif not isinstance(container, dict):
         raise CLIError("config path names a key of a value that is not a map")
     container[segment] = value

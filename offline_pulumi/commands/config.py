@@ -17,6 +17,7 @@ from offline_pulumi.stackconfig import (
     get_path,
     has_secure,
     merged_config,
+    path_value,
     remove_path,
     set_path,
 )
@@ -97,7 +98,8 @@ def get(parsed: Parsed) -> None:
 
 
 def _store(stack: _Stack, key: str, value: str, secret: bool, path: bool) -> None:
-    raw: Any = {"secure": stack.crypter.encrypt(value)} if secret else value
+    raw: Any = {"secure": stack.crypter.encrypt(value)} if secret else \
+        path_value(value) if path else value
     set_path(stack.settings.config, stack.key(key, path), raw, path)
 
 

@@ -359,3 +359,37 @@ def test_pending_operations_are_dropped_with_a_warning(pulumi_bin, project):
     state = _state(pulumi_bin, project)
     assert "pending_operations" not in state and [r["urn"] for r in state["resources"]] == \
         [stack["urn"]]
+
+
+# --- config set --path: values and paths as the CLI reads them -------------------------------
+
+
+def _stack_file(project: tuple[Path, dict[str, str]]) -> dict[str, object]:
+    import yaml
+
+    cwd, _ = project
+    data: dict[str, object] = yaml.safe_load((cwd / "Pulumi.dev.yaml").read_text())["config"]
+    return data
+
+
+def test_a_path_value_is_typed_as_the_cli_types_it(pulumi_bin, project):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    for key, value in [("data.active", "true"), ("data.count", "12"), ("data.zip", "0123"),
+                       ("data.name", "ann"), ("data.big", "99999999999999999999"),
+                       ('data["dotted.key"]', "v")]:
+        proc = run(pulumi_bin, project, "config", "set", "--path", key, value)
+        assert proc.returncode == 0, proc.stderr
+    assert run(pulumi_bin, project, "config", "set", "plain", "true").returncode == 0
+    assert _stack_file(project) == {
+        "cliproj:data": {"active": True, "count": 12, "zip": "0123", "name": "ann",
+                         "big": "99999999999999999999", "dotted.key": "v"},
+        "cliproj:plain": "true"}
+
+
+def test_a_path_index_may_append_but_not_leave_a_gap(pulumi_bin, project):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    assert run(pulumi_bin, project, "config", "set", "--path", "names[0]", "a").returncode == 0
+    gap = run(pulumi_bin, project, "config", "set", "--path", "names[2]", "c")
+    assert (gap.returncode, gap.stderr) == (1, "error: array index out of range\n")
+    assert run(pulumi_bin, project, "config", "set", "--path", "names[1]", "b").returncode == 0
+    assert _stack_file(project) == {"cliproj:names": ["a", "b"]}
