@@ -45,6 +45,9 @@ def select(parsed: Parsed) -> None:
 def init(parsed: Parsed) -> None:
     """Create a stack with a passphrase secrets manager and select it."""
     context = Context(parsed)
+    # Named here or by --stack: never the selected stack, which already exists.
+    if not (parsed.positionals or parsed.value("stack")):
+        raise CLIError("missing stack name")
     ref = _name_argument(context, parsed)
     _create(context, ref, parsed)
     if not parsed.has("no-select"):

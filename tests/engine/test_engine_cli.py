@@ -393,3 +393,10 @@ def test_a_path_index_may_append_but_not_leave_a_gap(pulumi_bin, project):
     assert (gap.returncode, gap.stderr) == (1, "error: array index out of range\n")
     assert run(pulumi_bin, project, "config", "set", "--path", "names[1]", "b").returncode == 0
     assert _stack_file(project) == {"cliproj:names": ["a", "b"]}
+
+
+def test_stack_init_without_a_name_says_so(pulumi_bin, project):
+    assert run(pulumi_bin, project, "stack", "init", "dev").returncode == 0
+    proc = run(pulumi_bin, project, "stack", "init")
+    assert (proc.returncode, proc.stderr) == (1, "error: missing stack name\n")
+    assert run(pulumi_bin, project, "stack", "init", "--stack", "prod").returncode == 0
