@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                  "tracing", "organization"):
         parser.add_argument(f"--{name}", default="")
     parser.add_argument("--parallel", required=True)
+    # Ours, not the CLI's: "false" when the engine keeps no debug lines (no event log).
+    parser.add_argument("--debug_lines", default="true")
     parser.add_argument("PROGRAM")
     parser.add_argument("ARGS", nargs=argparse.REMAINDER)
     return parser
@@ -58,15 +60,18 @@ class DebugLogStream:
     stalled while the engine was busy. Here a debug line is queued and a thread sends the
     queue to the engine (``engine/monitor.py``), in order, each call carrying every line
     waiting by then. Other severities stay blocking calls: a warning or an error reaches the
-    engine before the program goes on.
+    engine before the program goes on. When the engine keeps no debug lines (``wanted``
+    false: there is no event log), they are dropped here: sending them cost a 100-resource
+    ``up`` an eighth of its time.
     """
 
-    def __init__(self, channel: Any) -> None:
+    def __init__(self, channel: Any, wanted: bool = True) -> None:
         from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
         self._engine = engine_pb2_grpc.EngineStub(channel)
         self._send_batch = channel.unary_unary(f"/{LOG_BATCH}", request_serializer=_framed)
         self._debug = engine_pb2.DEBUG
+        self._wanted = wanted
         self._lines: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._sender: threading.Thread | None = None
         self.error: Exception | None = None
@@ -74,6 +79,8 @@ class DebugLogStream:
     def Log(self, request: Any, *args: Any, **kwargs: Any) -> Any:  # the Engine service's name
         if request.severity != self._debug:
             return self._engine.Log(request, *args, **kwargs)
+        if not self._wanted:
+            return None
         if self._sender is None:
             self._sender = threading.Thread(target=self._send, daemon=True)
             self._sender.start()
@@ -155,7 +162,8 @@ def configure(args: argparse.Namespace) -> None:
     wire = load_wire()
     channel = wire.Channel(args.monitor)
     engine = DebugLogStream(wire.Channel(args.engine) if args.engine != args.monitor
-                            else channel) if args.engine else None
+                            else channel, wanted=args.debug_lines != "false") \
+        if args.engine else None
     settings = dict(monitor=resource_pb2_grpc.ResourceMonitorStub(channel), engine=engine,
                     project=args.project, stack=args.stack, parallel=int(args.parallel),
                     dry_run=args.dry_run == "true", organization=args.organization,

@@ -49,6 +49,11 @@ class EventStream:
                 self._sink.send(dump_json(event))
             self._sequence += 1
 
+    @property
+    def records_debug(self) -> bool:
+        """Whether debug diagnostics go anywhere: only an event log keeps them."""
+        return self._sink is not None
+
     def close(self) -> None:
         """Deliver the events still buffered and close the event log (idempotent)."""
         with self._lock:

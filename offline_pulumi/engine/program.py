@@ -89,6 +89,7 @@ class LocalProgram:
                 "--pwd", str(run.project.program_dir),
                 "--dry_run", "true" if run.dry_run else "false",
                 "--parallel", str(run.parallel), "--organization", "organization",
+                "--debug_lines", "true" if self.events.records_debug else "false",
                 run.project.entry_point]
         hosted_process = hosted.spawn(python, argv[2:], env, run.project.program_dir) \
             if hosted.enabled() else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -109,6 +110,43 @@ def test_every_debug_line_of_a_program_that_ends_at_once_reaches_the_event_strea
     assert {severity for severity, text in shown if text.startswith("debug line")} == {"debug"}
     assert [text for severity, text in shown if severity == "warning"] == \
         ["a warning before the debug lines"]
+
+
+# Runs `up` in this process and counts, by severity, the program's log lines that reach the
+# engine.
+COUNT_LOG_LINES = """
+import collections, contextlib, io, json, sys
+from offline_pulumi import cli
+from offline_pulumi.engine import monitor
+received = collections.Counter()
+log = monitor.Engine.Log
+def counted(self, request, context):
+    received[monitor._SEVERITIES[request.severity]] += 1
+    return log(self, request, context)
+monitor.Engine.Log = counted
+with contextlib.redirect_stdout(io.StringIO()):
+    code = cli.main(sys.argv[1:])
+print(json.dumps({"code": code, **received}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("event_log", [True, False], ids=["event-log", "no-event-log"])
+def test_debug_lines_reach_the_engine_only_when_an_event_log_keeps_them(
+        engine: Engine, tmp_path: Path, event_log: bool) -> None:
+    stack = engine.stack("logs")
+    log = ["--event-log", str(tmp_path / "events.jsonl")] if event_log else []
+    result = subprocess.run(
+        [sys.executable, "-c", COUNT_LOG_LINES, "up", "--yes", "--skip-preview", *log,
+         "--stack", stack.name], cwd=stack.workspace.work_dir,
+        env={**os.environ, **engine.env}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    received = json.loads(result.stdout.splitlines()[-1])
+    assert received["code"] == 0
+    assert received["warning"] == 1
+    assert received.get("debug", 0) >= (200 if event_log else 0)
+    if not event_log:
+        assert "debug" not in received
 
 
 @pytest.mark.slow
