@@ -189,7 +189,7 @@ class Ledger:
             return
         with self._saves:
             self._parked += 1
-            self._gathered.notify()
+            self._wake_gatherer()
             try:
                 while self._saved < change:
                     if not self._writing:
@@ -238,7 +238,15 @@ class Ledger:
         finally:
             with self._saves:
                 self._running -= 1
-                self._gathered.notify()
+                self._wake_gatherer()
+
+    def _wake_gatherer(self) -> None:
+        """Wake a save waiting in ``_gather`` once it need wait no longer (holding ``_saves``).
+
+        Woken at every registration that parked, it woke about twice per save only to wait
+        again: 2 ms of the engine's CPU per 100-resource update."""
+        if self._running <= self._parked:
+            self._gathered.notify()
 
     # -- outputs and the end of the update ---------------------------------------------
     def register_outputs(self, urn: str, outputs: dict[str, Any]) -> None:
