@@ -49,7 +49,7 @@ class Plan:
 
 LOG_DIR = PROJECT_ROOT / ".state" / "bench"
 FULL = Plan(latency_samples=15, pipeline_runs=5, workflow_runs=15, load_seconds=30, load_levels=(1, 4, 8, 16),
-            scaling_sizes=(1, 10, 100), scaling_runs=15, floor_runs=10, temporal_floor_runs=200,
+            scaling_sizes=(1, 10, 100), scaling_runs=25, floor_runs=10, temporal_floor_runs=200,
             tutorial_requests=3)
 QUICK = dataclasses.replace(FULL, latency_samples=4, pipeline_runs=2, workflow_runs=5, load_seconds=10,
                             scaling_runs=1, floor_runs=5, temporal_floor_runs=40,
