@@ -20,6 +20,8 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from typing import NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,7 +36,7 @@ def _read_exact(conn: socket.socket, size: int) -> bytes:
     return data
 
 
-def _warm_up() -> object:
+def _warm_up() -> Callable[[list[str]], int]:
     """Import the SDK, the installed provider SDKs and the exec script's ``main``."""
     import importlib
     import pkgutil
@@ -100,42 +102,51 @@ def _killed_with_engine(conn: socket.socket, armed: bool) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _child(conn: socket.socket, fds: list[int], request: dict, run: object) -> None:
-    """In the forked child: become the program process and report its exit code."""
-    code = 1
+class Run(NamedTuple):
+    """A program run, in the child the host forked for it."""
+
+    conn: socket.socket
+    fds: list[int]
+    request: dict
+    main: Callable[[list[str]], int]
+
+
+def _become_program(run: Run) -> None:
+    """In the forked child: take the run's descriptors, directory and environment."""
+    _killed_with_engine(run.conn, True)
+    run.conn.sendall(f"{os.getpid()}\n".encode())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.setpgid(0, 0)
+    for target, fd in enumerate(run.fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(run.request["cwd"])
+    os.environ.clear()
+    os.environ.update(run.request["env"])
+
+
+def _report_exit(run: Run, code: int) -> None:
+    """End the child, its exit code sent to the engine."""
+    sys.stdout.flush()
+    sys.stderr.flush()
     try:
-        _killed_with_engine(conn, True)
-        conn.sendall(f"{os.getpid()}\n".encode())
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.setpgid(0, 0)
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-            os.close(fd)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        code = run(request["argv"])  # type: ignore[operator]
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except Exception:  # the run could not start (a missing working directory): say why
-        traceback.print_exc()
+        # Disarmed first: the engine closes its end once it has the code.
+        _killed_with_engine(run.conn, False)
+        run.conn.sendall(f"{code}\n".encode())
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        try:
-            # Disarmed first: the engine closes its end once it has the code.
-            _killed_with_engine(conn, False)
-            conn.sendall(f"{code}\n".encode())
-        finally:
-            os._exit(code)
+        os._exit(code)
 
 
-def serve(path: str, idle_seconds: float) -> None:
-    """Accept program runs until idle for ``idle_seconds`` or until the socket file is removed."""
+def serve(path: str, idle_seconds: float) -> Run | None:
+    """Accept program runs until idle for ``idle_seconds`` or until the socket file is removed.
+
+    Returns None in the host; in each child it forks, returns that child's run, which the
+    caller runs from the top of the stack (see the end of this file).
+    """
     import gc
 
-    run = _warm_up()
+    main = _warm_up()
     # What programs import from now on, their own sources above all, is compiled once and
     # cached in this private directory, never beside the sources (a compile cost a burner
     # run 1.5 ms).
@@ -149,7 +160,7 @@ def serve(path: str, idle_seconds: float) -> None:
     try:
         listener.bind(path)
     except OSError:
-        return  # another host won the race for this socket
+        return None  # another host won the race for this socket
     listener.listen(64)
     # Removing (or replacing) the socket file is how the host's owner stops it.
     inode = os.stat(path).st_ino
@@ -157,14 +168,15 @@ def serve(path: str, idle_seconds: float) -> None:
     # zombies and their CPU time is accounted to it, as to any parent.
     listener.settimeout(1.0)
     last_used = time.monotonic()
+    forked: Run | None = None
     try:
-        while True:
+        while forked is None:
             _reap()
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
                 if time.monotonic() - last_used > idle_seconds or not _still_ours(path, inode):
-                    return
+                    return None
                 continue
             last_used = time.monotonic()
             with conn:
@@ -183,15 +195,18 @@ def serve(path: str, idle_seconds: float) -> None:
                 except OSError:
                     pid = -1  # the engine, reading EOF instead of a pid, runs it itself
                 if pid == 0:
-                    listener.close()
-                    _child(conn, fds, request, run)  # never returns
+                    # The child keeps the connection (detached from ``with``) and leaves the
+                    # socket file to the host.
+                    forked = Run(socket.socket(fileno=conn.detach()), fds, request, main)
+                    continue
                 for fd in fds:
                     os.close(fd)
     finally:
         listener.close()
-        if _still_ours(path, inode):
+        if forked is None and _still_ours(path, inode):
             with contextlib.suppress(OSError):
                 os.unlink(path)
+    return forked
 
 
 def _still_ours(path: str, inode: int) -> bool:
@@ -212,4 +227,17 @@ def _reap() -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], float(sys.argv[2]))
+    run = serve(sys.argv[1], float(sys.argv[2]))
+    if run is not None:
+        # A forked child. The program runs from here, not from inside serve(): the SDK records
+        # the stack under every resource it registers, about 10 us a frame.
+        code = 1
+        try:
+            _become_program(run)
+            code = run.main(run.request["argv"])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except Exception:  # the run could not start (a missing working directory): say why
+            traceback.print_exc()
+        finally:
+            _report_exit(run, code)

@@ -52,6 +52,11 @@ def test_host_runs_later_programs_with_the_same_results(engine: Engine, monkeypa
     assert second.summary.resource_changes == {"same": 2}
     assert plain_outputs(second.outputs)["suffix"] == plain_outputs(first.outputs)["suffix"]
     assert "program_host.py" in plain_outputs(second.outputs)["parent"]
+    # The forked child runs the program from the top of its stack, as the exec script does.
+    assert plain_outputs(second.outputs)["callers"][:2] == ["program_host.py:<module>",
+                                                           "language_exec.py:main"]
+    assert plain_outputs(first.outputs)["callers"][:2] == ["language_exec.py:<module>",
+                                                          "language_exec.py:main"]
     # The program's bytecode is cached in the host's private directory, not beside its
     # sources (where Python writes it unless told not to).
     work_dir = Path(stack.workspace.work_dir)
