@@ -97,29 +97,35 @@ class EventStream:
 
     def step_pre(self, metadata: dict[str, Any], quiet: bool = False) -> None:
         """A step is about to run."""
-        blinded = _blind(metadata)
-        self._emit("resourcePreEvent", {"metadata": blinded})
-        if self._digest is not None and not quiet:
-            step = {"op": blinded["op"], "urn": blinded["urn"],
-                    "provider": blinded["provider"]}
-            step.update({f"{side}State": blinded[side] for side in ("old", "new")
-                         if blinded.get(side)})
-            with self._lock:
-                self._digest["steps"].append(step)
+        # Blinding walks every value: only for an event log or a digest that keeps it.
+        digest = None if quiet else self._digest
+        if self._sink is not None or digest is not None:
+            blinded = _blind(metadata)
+            self._emit("resourcePreEvent", {"metadata": blinded})
+            if digest is not None:
+                step = {"op": blinded["op"], "urn": blinded["urn"],
+                        "provider": blinded["provider"]}
+                step.update({f"{side}State": blinded[side] for side in ("old", "new")
+                             if blinded.get(side)})
+                with self._lock:
+                    digest["steps"].append(step)
         if not quiet and metadata["op"] != "same":
             self.say(f" {_SYMBOLS.get(metadata['op'], '  ')} {_title(metadata)} "
                      f"{_progress(metadata['op'])}")
 
     def step_done(self, metadata: dict[str, Any], seconds: float, quiet: bool = False) -> None:
         """A step finished."""
-        self._emit("resOutputsEvent", {"metadata": _blind(metadata)})
+        if self._sink is not None:
+            self._emit("resOutputsEvent", {"metadata": _blind(metadata)})
         if not quiet and metadata["op"] != "same":
             self.say(f" {_SYMBOLS.get(metadata['op'], '  ')} {_title(metadata)} "
                      f"{_DONE.get(metadata['op'], metadata['op'])} ({seconds:.2f}s)")
 
     def step_failed(self, metadata: dict[str, Any]) -> None:
         """A step failed (its error diagnostic was already emitted)."""
-        self._emit("resOpFailedEvent", {"metadata": _blind(metadata), "status": 0, "steps": 0})
+        if self._sink is not None:
+            self._emit("resOpFailedEvent", {"metadata": _blind(metadata), "status": 0,
+                                            "steps": 0})
 
     def summary(self, changes: dict[str, int], preview: bool, ok: bool,
                 outputs: dict[str, Any] | None) -> None:
