@@ -104,11 +104,14 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        service.start()
+        # The port is taken before the service starts: the embedded Temporal server picks a
+        # free port of its own, and until bound this one was free to pick.
         server = make_server(settings.host, settings.port, service.app(),
                              server_class=ThreadingWSGIServer, handler_class=RequestHandler)
-        logger.info("serving on http://%s:%d (Ctrl-C to stop)", settings.host, server.server_port)
         try:
+            service.start()
+            logger.info("serving on http://%s:%d (Ctrl-C to stop)", settings.host,
+                        server.server_port)
             server.serve_forever()
         except KeyboardInterrupt:
             logger.info("stopping: waiting for in-flight requests")

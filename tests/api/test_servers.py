@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from infra import devserver
 from infra.devserver import SOCKET_TIMEOUT_SECONDS
+from infra.errors import InfraError
+from infra.settings import Settings
 from tests.api import checks
 from tests.api.support import PYTHON, assert_nothing_left, burner_stacks, post_chunked
-from tests.harness import get_json, start_server, wait_for
+from tests.harness import free_port, get_json, start_server, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -192,3 +195,27 @@ def test_gunicorn_keeps_room_for_keep_alive_at_the_highest_max_inflight(server_e
                             timeout=60, check=True)
     assert "threads 1024" in result.stdout
     assert "WARNING" not in result.stdout, result.stdout
+
+
+def test_dev_server_takes_its_port_before_the_service_starts_anything(monkeypatch, tmp_path):
+    """The embedded Temporal server picks a free port of its own as the service starts: the
+    API's port must already be taken then, or it could pick that one."""
+    port = free_port()
+    settings = Settings.from_environ({"INFRA_API_PORT": str(port),
+                                      "INFRA_API_STATE_DIR": str(tmp_path / "state")})
+    listening: list[bool] = []
+
+    def start(self, run_worker=None):
+        with socket.socket() as probe:
+            listening.append(probe.connect_ex(("127.0.0.1", port)) == 0)
+        raise InfraError("stopped by the test")
+
+    monkeypatch.setattr(devserver.Service, "start", start)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(InfraError, match="stopped by the test"):
+            devserver.serve(settings)
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    assert listening == [True]
