@@ -31,7 +31,8 @@ ORG = "organization"
 ROOT = ".pulumi"
 META = f"{ROOT}/meta.yaml"
 SCHEMES = ("file", "postgres", "postgresql")
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_NAME_PREFIX = re.compile(rb"[A-Za-z0-9_.-]*")
 
 
 class StackRef(NamedTuple):
@@ -47,21 +48,59 @@ class StackRef(NamedTuple):
 
 
 def parse_stack_ref(text: str, project: str) -> StackRef:
-    """Parse ``S``, ``organization/S`` or ``organization/P/S``; raise CLIError otherwise."""
+    """Parse ``S``, ``organization/S`` or ``organization/P/S``; raise CLIError otherwise.
+
+    With the CLI's checks and messages (the file backend's ``ParseReference``,
+    ``tokens.ValidateProjectName`` and ``tokens.ParseStackName``).
+    """
+    if not text:
+        raise CLIError("stack name must not be empty")
+    org, name = "", ""
     parts = text.split("/")
     if len(parts) == 1:
-        ref = StackRef(project, parts[0])
-    elif len(parts) == 2 and parts[0] == ORG:
-        ref = StackRef(project, parts[1])
-    elif len(parts) == 3 and parts[0] == ORG:
-        ref = StackRef(parts[1], parts[2])
-    else:
-        raise CLIError(f"could not parse stack reference '{text}': the organization of a "
-                       f"file backend stack must be '{ORG}'")
-    if not _NAME.match(ref.name) or not _NAME.match(ref.project):
-        raise CLIError(f"invalid stack name '{text}': stack names may only contain "
-                       "alphanumerics, hyphens, underscores, or periods (at most 100)")
-    return ref
+        name = parts[0]
+    elif len(parts) == 2:
+        org, name = parts
+    elif len(parts) == 3:
+        org, project_part, name = parts
+        project = project_part or project
+    # More parts set nothing, as in the CLI: the stack name is then missing.
+    if (org or ORG) != ORG:
+        raise CLIError(f"organization name must be '{ORG}'")
+    if not project:
+        raise CLIError("project names may not be empty")
+    if len(project.encode()) > 100:
+        raise CLIError("project names are limited to 100 characters")
+    if not _NAME.fullmatch(project):
+        raise CLIError("project names may only contain alphanumerics, hyphens, underscores, "
+                       "and periods")
+    _check_stack_name(name)
+    return StackRef(project, name)
+
+
+def _check_stack_name(name: str) -> None:
+    encoded = name.encode()
+    if not encoded:
+        raise CLIError("a stack name may not be empty")
+    if len(encoded) > 100:
+        raise CLIError("a stack name cannot exceed 100 characters")
+    valid = _NAME_PREFIX.match(encoded)
+    failure = valid.end() if valid else 0
+    if failure != len(encoded):
+        raise CLIError("a stack name may only contain alphanumeric, hyphens, underscores, or "
+                       f"periods: invalid character {_go_char(encoded[failure])} at position "
+                       f"{failure}")
+
+
+def _go_char(byte: int) -> str:
+    """A byte as Go's ``%q`` prints it: a quoted character literal."""
+    escapes = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r",
+               39: "\\'", 92: "\\\\"}
+    if byte in escapes:
+        return f"'{escapes[byte]}'"
+    if chr(byte).isprintable():
+        return f"'{chr(byte)}'"
+    return f"'\\x{byte:02x}'" if byte < 0x80 else f"'\\u{byte:04x}'"
 
 
 def resolve_backend_url(project_url: str | None, cwd: Path) -> tuple[str, Path | None]:

@@ -400,3 +400,18 @@ def test_stack_init_without_a_name_says_so(pulumi_bin, project):
     proc = run(pulumi_bin, project, "stack", "init")
     assert (proc.returncode, proc.stderr) == (1, "error: missing stack name\n")
     assert run(pulumi_bin, project, "stack", "init", "--stack", "prod").returncode == 0
+
+
+@pytest.mark.parametrize(("reference", "message"), [
+    ("other/dev", "organization name must be 'organization'"),
+    ("organization/my$proj/dev",
+     "project names may only contain alphanumerics, hyphens, underscores, and periods"),
+    ("my dev", "a stack name may only contain alphanumeric, hyphens, underscores, or periods: "
+               "invalid character ' ' at position 2"),
+    ("d" * 101, "a stack name cannot exceed 100 characters"),
+    ("organization/cliproj/", "a stack name may not be empty"),
+])
+def test_a_stack_reference_the_cli_refuses_is_refused_with_its_message(
+        pulumi_bin, project, reference, message):
+    proc = run(pulumi_bin, project, "stack", "init", reference)
+    assert (proc.returncode, proc.stderr) == (1, f"error: {message}\n")
