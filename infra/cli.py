@@ -21,6 +21,9 @@ from infra.kinds import parse_request
 from infra.service import Service
 from infra.settings import Settings
 
+# How long a signal that reached another thread may wait for its handler to run.
+SIGNAL_CHECK_SECONDS = 1.0
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of the service's worker and of single burner runs."""
@@ -65,7 +68,11 @@ def _worker(args: argparse.Namespace) -> int:
     service.start(run_worker=True)
     logging.getLogger(__name__).info("worker running; Ctrl-C or SIGTERM drains and stops it")
     try:
-        stop.wait()
+        # Not one endless wait: Python runs a signal's handler only in the main thread, and the
+        # kernel may hand the signal to any other (Temporal's among them), which cannot wake a
+        # main thread blocked on a lock. A wait that ends every second lets the handler run.
+        while not stop.wait(SIGNAL_CHECK_SECONDS):
+            pass
     finally:
         service.stop()
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import signal
 import time
 import urllib.request
@@ -144,6 +145,24 @@ def test_the_last_worker_stopping_mid_burn_still_lets_the_request_answer(tmp_pat
     assert "answered from the burn's result in the workflow's history" in api_log
     assert (body["request"], str(uuid.UUID(body["response"]))) == ("uuid", body["response"])
     assert leftovers(Settings.from_environ(environ)) == CLEAN
+
+
+def test_a_worker_stops_on_sigterm_whichever_of_its_threads_the_signal_reaches(
+        tmp_path, temporal_address):
+    """The kernel hands a process's signal to any thread not blocking it: Temporal's own
+    threads included. The worker still drains and stops."""
+    environ = make_environ(tmp_path / "state", INFRA_API_TEMPORAL_ADDRESS=temporal_address,
+                           INFRA_API_TASK_QUEUE="sigterm-" + tmp_path.name)
+    worker = start_worker(environ, tmp_path / "worker.log")
+    try:
+        threads = [t.id for t in psutil.Process(worker.pid).threads() if t.id != worker.pid]
+        assert threads, "the worker should run threads besides its main one"
+        # kill() with a thread's id is meant for the process, but goes to that thread first.
+        os.kill(threads[-1], signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        log = stop_worker(worker)
+    assert "worker: stopped" in log
 
 
 def test_kill_9_of_the_worker_running_up_then_the_other_worker_tears_down(tmp_path,
